@@ -1,0 +1,12 @@
+# The two commands of the README, plus the default model's recipe.
+.PHONY: serve test default-model
+
+serve:  ## install the serving dependencies and serve models/ (the shipped default model)
+	bash scripts/serve.sh
+
+test:  ## install everything the tests need (Debian's Fashion-MNIST, torch CPU, extras) and run them
+	bash scripts/test.sh
+
+default-model:  ## train, evaluate (K=5000) and export models/fashion-mnist/
+	.venv/bin/python -m training pipeline --config configs/fashion-mnist.toml --k 5000 \
+		--name fashion-mnist --description "MLP VAE, Gaussian likelihood with learned sigma, Fashion-MNIST"

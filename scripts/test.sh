@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need on a fresh Debian machine, then lints and runs them.
+# Used by `make test` and by CI (.ci/run). Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Fashion-MNIST from Debian (four IDX files under /usr/share/datasets/fashion-mnist).
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
+fi
+
+# One virtual environment; torch first and pinned, so pip takes the CPU build and not a CUDA one.
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e '.[train,dev]'
+
+.venv/bin/python -m ruff check training service tests
+.venv/bin/python -m mypy service
+.venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,171 @@
+"""The exported model folder's manifest: the one contract between training and serving.
+
+A model folder `models/<name>/` holds `encoder.onnx`, `decoder.onnx` and `manifest.json`, which this
+schema describes. Training writes it (training/export.py); the service reads and checks it. This module
+imports only pydantic and the standard library, so either wing can use it.
+
+Graphs (N is dynamic):
+  encoder.onnx: x float32 (N, C, H, W), values in [0, 1] -> mu, logvar float32 (N, D)
+  decoder.onnx: z float32 (N, D) -> mean float32 (N, C, H, W): the likelihood's mean f[z]
+                (for the Bernoulli likelihood, the pixel probabilities)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+BITS_PER_DIM_CONVENTION = (
+    "dequantize: bpd = -(log p(x) - D ln L) / (D ln 2) with x = (k + u) / L, u ~ U[0,1) (density on [0,1]^D "
+    "times the bin volume L^-D); binarize: bpd = -log P(x) / (D ln 2); plain: undefined"
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageSpec(_Strict):
+    channels: int = Field(ge=1, le=4)
+    height: int = Field(ge=1)
+    width: int = Field(ge=1)
+    value_range: tuple[float, float] = (0.0, 1.0)
+    # Integer levels k of the source images (256 for 8-bit) and how they became model inputs:
+    # dequantize x = (k + u) / levels; plain x = k / (levels - 1); binarize x ~ Bern(k / (levels - 1)).
+    levels: int = Field(ge=2)
+    pixel_mode: Literal["dequantize", "plain", "binarize"]
+
+    @property
+    def num_dims(self) -> int:
+        return self.channels * self.height * self.width
+
+
+class LikelihoodSpec(_Strict):
+    # gaussian: Pr(x|z) = Norm[x; mean, sigma^2 I] on R^D; bernoulli: prod mean^x (1 - mean)^(1 - x).
+    type: Literal["gaussian", "bernoulli"]
+    sigma: float | None = Field(default=None, gt=0)
+    learned_sigma: bool = False
+
+    @field_validator("sigma")
+    @classmethod
+    def _sigma_finite(cls, v: float | None) -> float | None:
+        if v is not None and not v < float("inf"):
+            raise ValueError("sigma must be finite")
+        return v
+
+
+class PriorSpec(_Strict):
+    type: Literal["standard_normal"] = "standard_normal"  # Pr(z) = Norm[0, I]
+
+
+class GraphSpec(_Strict):
+    file: str
+    inputs: dict[str, list[str | int]]  # name -> shape, "N" the dynamic batch axis
+    outputs: dict[str, list[str | int]]
+    opset: int
+
+
+class TrainingSpec(_Strict):
+    dataset: str
+    num_train: int
+    num_test: int
+    class_names: list[str]
+    seed: int
+    epochs: int
+    steps: int
+    seconds: float | None = None
+    config: dict[str, Any]  # the full training config (training.config.RunConfig.to_dict())
+
+
+class MetricsSpec(_Strict):
+    split: str = "test"
+    num_images: int
+    elbo: float  # mean nats per image
+    elbo_per_dim: float
+    log_likelihood: float  # mean importance-sampled log Pr(x), nats per image
+    log_likelihood_stderr: float
+    log_likelihood_k: int
+    bits_per_dim: float | None
+    bits_per_dim_convention: str = BITS_PER_DIM_CONVENTION
+    seed: int
+
+
+class FileSpec(_Strict):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
+class Manifest(_Strict):
+    format_version: Literal[1] = FORMAT_VERSION
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    created: str  # ISO 8601, UTC
+    image: ImageSpec
+    latent_dim: int = Field(ge=1)
+    likelihood: LikelihoodSpec
+    prior: PriorSpec = PriorSpec()
+    encoder: GraphSpec
+    decoder: GraphSpec
+    training: TrainingSpec
+    metrics: MetricsSpec | None = None
+    files: dict[str, FileSpec]  # every file of the folder but the manifest, with its hash
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+
+class ManifestError(ValueError):
+    """A model folder that cannot be served: missing or invalid manifest, or a file that fails its hash."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_spec(path: Path) -> FileSpec:
+    return FileSpec(sha256=sha256_file(path), bytes=path.stat().st_size)
+
+
+def load_manifest(folder: str | Path, verify: bool = True) -> Manifest:
+    """Read and validate `folder/manifest.json`; with verify, check every listed file's sha256."""
+    folder = Path(folder)
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise ManifestError(f"{folder}: no {MANIFEST_FILE}")
+    try:
+        manifest = Manifest.model_validate(json.loads(path.read_text()))
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path}: invalid manifest: {exc}") from exc
+    if verify:
+        verify_files(folder, manifest)
+    return manifest
+
+
+def verify_files(folder: Path, manifest: Manifest) -> None:
+    for graph in (manifest.encoder, manifest.decoder):
+        if graph.file not in manifest.files:
+            raise ManifestError(f"{folder}: {graph.file} is not listed in the manifest's files")
+    for name, spec in manifest.files.items():
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+            raise ManifestError(f"{folder}: file name {name!r} is not a plain file name")
+        path = folder / name
+        if not path.is_file():
+            raise ManifestError(f"{folder}: {name} is missing")
+        actual = sha256_file(path)
+        if actual != spec.sha256:
+            raise ManifestError(f"{folder}: {name} sha256 {actual} does not match the manifest's {spec.sha256}")

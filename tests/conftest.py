@@ -1,0 +1,25 @@
+"""Shared fixtures: tiny configs on real data (scikit-learn's digits), fixed seeds."""
+
+from pathlib import Path
+
+import pytest
+
+from training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+
+def digits_config(out_dir: Path, epochs: int = 3, **train) -> RunConfig:
+    """A small MLP VAE on 600 digits: a few seconds per run on 2 CPU cores."""
+    return RunConfig(
+        data=DataConfig(dataset="digits", limit_train=600, limit_test=200),
+        model=ModelConfig(arch="mlp", latent_dim=4, hidden=(64,), sigma=0.2),
+        train=TrainConfig(epochs=epochs, batch_size=50, lr=3e-3, lr_warmup_steps=10, seed=0,
+                          out_dir=str(out_dir), progress=False, **train),
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory) -> Path:
+    """Checkpoint of a short digits run, shared by the evaluation and export tests."""
+    from training.trainer import train
+
+    return train(digits_config(tmp_path_factory.mktemp("digits_run"), epochs=4))

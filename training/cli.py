@@ -1,0 +1,164 @@
+"""Command line: `python -m training {train,evaluate,export,pipeline} ...` (also the `vae-train` script).
+
+    python -m training train --config configs/fashion-mnist.toml
+    python -m training evaluate --checkpoint runs/fashion-mnist/checkpoint.pt --k 5000
+    python -m training export --checkpoint runs/fashion-mnist/checkpoint.pt --name fashion-mnist
+    python -m training pipeline --config configs/fashion-mnist.toml --name fashion-mnist --k 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+# Flags that set one config key each: flag -> (section.key, type, help).
+CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--dataset": ("data.dataset", str, "fashion-mnist | digits | folder"),
+    "--data-path": ("data.path", str, "dataset folder (IDX files, or images for 'folder')"),
+    "--limit-train": ("data.limit_train", int, "use only the first N training images (0 = all)"),
+    "--limit-test": ("data.limit_test", int, "use only the first N test images (0 = all)"),
+    "--arch": ("model.arch", str, "mlp | conv"),
+    "--latent-dim": ("model.latent_dim", int, "latent size D"),
+    "--likelihood": ("model.likelihood", str, "gaussian | bernoulli"),
+    "--sigma": ("model.sigma", float, "Gaussian likelihood sigma (initial value if learned)"),
+    "--epochs": ("train.epochs", int, "number of epochs"),
+    "--batch-size": ("train.batch_size", int, "minibatch size"),
+    "--lr": ("train.lr", float, "peak Adam learning rate"),
+    "--beta": ("train.beta", float, "KL weight (1 = VAE, >1 = beta-VAE)"),
+    "--kl-warmup-steps": ("train.kl_warmup_steps", int, "linear KL warm-up steps (0 = off)"),
+    "--seed": ("train.seed", int, "random seed (a run is reproducible from it)"),
+    "--threads": ("train.threads", int, "torch CPU threads (0 = torch's default)"),
+    "--out": ("train.out_dir", str, "run folder: checkpoint, metrics, loss curve"),
+}
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML config file with [data], [model], [train] sections")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config key, e.g. --set model.hidden=[1024,512] (repeatable)")
+    for flag, (key, typ, text) in CONFIG_FLAGS.items():
+        p.add_argument(flag, type=typ, help=f"{text} [{key}]")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--k", type=int, default=1000, help="importance samples per image (5000 for reported figures)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate the first N test images only (0 = all)")
+    p.add_argument("--eval-seed", type=int, default=0, help="seed of dequantization and sampling noise")
+    p.add_argument("--batch-size-eval", type=int, default=100, help="images per log-likelihood batch")
+    p.add_argument("--chunk", type=int, default=250, help="importance samples per decoder pass")
+
+
+def _add_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", required=True, help="model name: the folder models/<name>/ and ?model=<name>")
+    p.add_argument("--models-dir", type=Path, default=Path("models"), help="where model folders go")
+    p.add_argument("--description", default="", help="one line for the manifest")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a VAE; checkpoint, metrics and loss curve go to the run folder")
+    _add_config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
+    p.add_argument("--stop-after", type=int, metavar="EPOCH",
+                   help="stop once this many epochs are done (the schedule still spans --epochs); go on with --resume")
+
+    p = sub.add_parser("evaluate", help="test ELBO, importance-sampled log-likelihood, bits/dim, PNG grids")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--data-path", help="dataset folder, if not where training found it")
+    p.add_argument("--eval-dir", type=Path, help="where eval.json and the grids go (default: the checkpoint's folder)")
+    p.add_argument("--no-progress", action="store_true")
+    _add_eval_args(p)
+
+    p = sub.add_parser("export", help="write models/<name>/ (ONNX graphs + manifest), checked against PyTorch")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--eval", type=Path, help="eval.json to put in the manifest (default: beside the checkpoint)")
+    _add_export_args(p)
+
+    p = sub.add_parser("pipeline", help="train, evaluate and export in one command")
+    _add_config_args(p)
+    _add_eval_args(p)
+    _add_export_args(p)
+    return parser
+
+
+def _run_config(args: argparse.Namespace):
+    from training.config import RunConfig
+
+    overrides = list(args.set)
+    for flag, (key, _, _) in CONFIG_FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    cfg = RunConfig.load(args.config, overrides)
+    if args.no_progress:
+        cfg.train.progress = False
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> Path:
+    from training.trainer import train
+
+    ckpt = train(_run_config(args), resume=getattr(args, "resume", False), stop_after=getattr(args, "stop_after", None))
+    print(f"checkpoint: {ckpt}")
+    return ckpt
+
+
+def cmd_evaluate(args: argparse.Namespace, checkpoint: Path, data_path: str | None = None) -> Path:
+    from training.checkpoint import load_checkpoint
+    from training.data import load_dataset
+    from training.evaluate import evaluate, save_pictures, write_report
+
+    ckpt = load_checkpoint(checkpoint)
+    cfg = ckpt.run_config
+    if data_path:
+        cfg.data.path = data_path
+    model = ckpt.build_model()
+    data = load_dataset(cfg.data, "test").head(args.limit)
+    report = evaluate(model, data, ckpt.data.pixel_mode, args.k, args.eval_seed, args.batch_size_eval,
+                      args.chunk, progress=not args.no_progress)
+    out = getattr(args, "eval_dir", None) or checkpoint.parent
+    out.mkdir(parents=True, exist_ok=True)
+    save_pictures(model, data, ckpt.data.pixel_mode, out, args.eval_seed)
+    path = write_report(report, out / "eval.json")
+    print(json.dumps(asdict(report), indent=2))
+    return path
+
+
+def cmd_export(args: argparse.Namespace, checkpoint: Path, eval_path: Path | None) -> Path:
+    from training.checkpoint import load_checkpoint
+    from training.evaluate import read_report
+    from training.export import export_model
+
+    eval_path = eval_path or checkpoint.parent / "eval.json"
+    report = read_report(eval_path) if eval_path.is_file() else None
+    pictures = [checkpoint.parent / n for n in ("samples.png", "reconstructions.png", "loss_curve.png")]
+    folder = export_model(load_checkpoint(checkpoint), args.models_dir, args.name, report,
+                          [p for p in pictures if p.is_file()], args.description)
+    print(f"exported: {folder}" + ("" if report else " (no eval.json: manifest has no metrics)"))
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            cmd_train(args)
+        elif args.command == "evaluate":
+            cmd_evaluate(args, args.checkpoint, args.data_path)
+        elif args.command == "export":
+            cmd_export(args, args.checkpoint, args.eval)
+        else:
+            ckpt = cmd_train(args)
+            eval_path = cmd_evaluate(args, ckpt)
+            cmd_export(args, ckpt, eval_path)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

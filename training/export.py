@@ -1,0 +1,169 @@
+"""Export a trained model to the folder the service loads: encoder.onnx, decoder.onnx, manifest.json.
+
+    python -m training export --checkpoint runs/fashion-mnist/checkpoint.pt --name fashion-mnist
+
+Both graphs are run in onnxruntime against the PyTorch model on a random batch; if any output differs
+by more than the tolerance (1e-4) nothing is written. The folder is assembled beside its destination
+and renamed into place, so a failed export never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from service.manifest import (
+    DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, FileSpec, GraphSpec, ImageSpec, LikelihoodSpec, Manifest,
+    MetricsSpec, TrainingSpec, file_spec,
+)
+from training.checkpoint import Checkpoint
+from training.evaluate import EvalReport
+from training.models import VAE
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportParityError(RuntimeError):
+    """onnxruntime and PyTorch disagree beyond the tolerance: the model is not written."""
+
+
+class EncoderGraph(nn.Module):
+    """x (N, C, H, W) in [0, 1] -> mu (N, D), logvar (N, D) (clamped as in training)."""
+
+    def __init__(self, model: VAE):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q = self.model.encode(x)
+        return q.mu, q.logvar
+
+
+class DecoderGraph(nn.Module):
+    """z (N, D) -> mean (N, C, H, W): the likelihood's mean f[z] (Bernoulli: the probabilities)."""
+
+    def __init__(self, model: VAE):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(z)
+
+
+def export_graph(module: nn.Module, example: torch.Tensor, path: Path, input_name: str,
+                 output_names: list[str]) -> None:
+    """TorchScript-based exporter (deterministic, no extra dependencies), N as a dynamic axis."""
+    axes = {name: {0: "N"} for name in [input_name, *output_names]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=output_names,
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+
+
+def parity_error(module: nn.Module, path: Path, example: torch.Tensor) -> float:
+    """Max |onnxruntime - torch| over all outputs on `example`."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = module(example)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    got = session.run(None, {session.get_inputs()[0].name: example.numpy()})
+    return max(float(np.max(np.abs(g - e.numpy()))) for g, e in zip(got, expected, strict=True))
+
+
+def check_parity(module: nn.Module, path: Path, example: torch.Tensor, tol: float | None = None) -> float:
+    tol = PARITY_TOLERANCE if tol is None else tol
+    err = parity_error(module, path, example)
+    if not err <= tol:  # also catches NaN
+        raise ExportParityError(f"{path.name}: onnxruntime differs from PyTorch by {err:.3g} > {tol:g}")
+    return err
+
+
+def add_metadata(path: Path, items: dict[str, str]) -> None:
+    """Key manifest items as ONNX metadata, so a bare .onnx file still says what it is."""
+    graph = onnx.load(str(path))
+    for key, value in items.items():
+        prop = graph.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(graph, str(path))
+
+
+def build_manifest(ckpt: Checkpoint, model: VAE, name: str, files: dict[str, FileSpec],
+                   report: EvalReport | None, description: str = "") -> Manifest:
+    cfg, info = ckpt.run_config, ckpt.data
+    c, h, w = info.shape
+    d = model.latent_dim
+    metrics = None
+    if report is not None:
+        metrics = MetricsSpec(
+            num_images=report.num_images, elbo=report.elbo, elbo_per_dim=report.elbo_per_dim,
+            log_likelihood=report.log_likelihood, log_likelihood_stderr=report.log_likelihood_stderr,
+            log_likelihood_k=report.k, bits_per_dim=report.bits_per_dim, seed=report.seed,
+        )
+    return Manifest(
+        name=name,
+        description=description,
+        created=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        image=ImageSpec(channels=c, height=h, width=w, levels=info.levels, pixel_mode=info.pixel_mode),
+        latent_dim=d,
+        likelihood=LikelihoodSpec(type=cfg.model.likelihood, sigma=model.likelihood.sigma,
+                                  learned_sigma=cfg.model.likelihood == "gaussian" and cfg.model.learn_sigma),
+        encoder=GraphSpec(file=ENCODER_FILE, inputs={"x": ["N", c, h, w]},
+                          outputs={"mu": ["N", d], "logvar": ["N", d]}, opset=OPSET),
+        decoder=GraphSpec(file=DECODER_FILE, inputs={"z": ["N", d]}, outputs={"mean": ["N", c, h, w]}, opset=OPSET),
+        training=TrainingSpec(
+            dataset=info.dataset, num_train=info.num_train, num_test=info.num_test,
+            class_names=list(info.class_names), seed=cfg.train.seed, epochs=ckpt.epoch, steps=ckpt.step,
+            seconds=sum(row.get("epoch_seconds", 0.0) for row in ckpt.history) or None, config=cfg.to_dict(),
+        ),
+        metrics=metrics,
+        files=files,
+    )
+
+
+def export_model(ckpt: Checkpoint, out_root: Path, name: str, report: EvalReport | None = None,
+                 extra_files: list[Path] | None = None, description: str = "", seed: int = 0) -> Path:
+    """Write `out_root/name/` (replacing it) after the parity check passes; returns the folder."""
+    model = ckpt.build_model()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand((7, *ckpt.data.shape), generator=gen)  # 7: not a size the export could special-case
+    z = torch.randn((7, model.latent_dim), generator=gen)
+    out_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
+    try:
+        graphs = [(EncoderGraph(model), x, ENCODER_FILE, "x", ["mu", "logvar"]),
+                  (DecoderGraph(model), z, DECODER_FILE, "z", ["mean"])]
+        for module, example, file, input_name, outputs in graphs:
+            module.eval()
+            export_graph(module, example, staging / file, input_name, outputs)
+            check_parity(module, staging / file, example)
+        for path in extra_files or []:
+            shutil.copy(path, staging / path.name)
+        # Metadata first: the manifest's hashes are of the final files.
+        draft = build_manifest(ckpt, model, name, {}, report, description)
+        meta = {"vae.format_version": str(draft.format_version), "vae.name": name,
+                "vae.latent_dim": str(draft.latent_dim), "vae.image": draft.image.model_dump_json(),
+                "vae.likelihood": draft.likelihood.model_dump_json(), "vae.prior": "standard_normal"}
+        for file in (ENCODER_FILE, DECODER_FILE):
+            add_metadata(staging / file, meta)
+        files = {p.name: file_spec(p) for p in sorted(staging.iterdir()) if p.name != MANIFEST_FILE}
+        manifest = build_manifest(ckpt, model, name, files, report, description)
+        (staging / MANIFEST_FILE).write_text(manifest.to_json())
+        final = out_root / name
+        if final.exists():
+            shutil.rmtree(final)
+        staging.chmod(0o755)  # mkdtemp made it private; the service may run as another user
+        staging.rename(final)
+        return final
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)

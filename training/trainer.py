@@ -1,0 +1,161 @@
+"""The training loop: Adam on minus the ELBO, with a warm-up + cosine learning-rate schedule, gradient
+clipping, a guard that skips non-finite steps, a checkpoint each epoch and exact resume.
+
+Run it through the CLI: `python -m training train --config configs/fashion-mnist.toml`.
+Data stay in memory as uint8 tensors; batches are index slices, so an epoch costs only the model.
+One seeded generator drives data order and dequantization noise, the global torch RNG the
+reparameterization noise; both states go into the checkpoint, so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from training.checkpoint import Checkpoint, DataInfo, load_checkpoint, save_checkpoint
+from training.config import RunConfig, TrainConfig
+from training.data import ImageData, load_dataset, pixel_mode, to_unit
+from training.elbo import elbo
+from training.evaluate import evaluate_elbo
+from training.metrics_log import write_metrics
+from training.models import VAE
+from training.plots import plot_loss_curve
+
+
+def learning_rate(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * cfg.lr_final_fraction."""
+    if step < cfg.lr_warmup_steps:
+        return cfg.lr * (step + 1) / cfg.lr_warmup_steps
+    span = max(1, total_steps - cfg.lr_warmup_steps)
+    progress = min(1.0, (step - cfg.lr_warmup_steps) / span)
+    floor = cfg.lr * cfg.lr_final_fraction
+    return floor + 0.5 * (cfg.lr - floor) * (1.0 + math.cos(math.pi * progress))
+
+
+def kl_weight(step: int, cfg: TrainConfig) -> float:
+    """beta, reached linearly over cfg.kl_warmup_steps (KL warm-up / annealing; 0 steps = off)."""
+    if cfg.kl_warmup_steps <= 0:
+        return cfg.beta
+    return cfg.beta * min(1.0, step / cfg.kl_warmup_steps)
+
+
+def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, beta: float,
+               grad_clip: float) -> dict[str, float] | None:
+    """One Adam step on minus the (beta-weighted) ELBO of batch x (B, C, H, W).
+
+    Returns the batch means (loss, elbo, reconstruction, kl), or None when the loss or the gradient
+    norm is not finite: then the parameters are left as they were (the step is skipped).
+    """
+    parts = elbo(model, x, beta=beta)
+    loss = parts.loss
+    optimizer.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return None
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if not torch.isfinite(grad_norm):
+        optimizer.zero_grad(set_to_none=True)
+        return None
+    optimizer.step()
+    means = {key: float(getattr(parts, key).detach().mean()) for key in ("elbo", "reconstruction", "kl")}
+    return {"loss": loss.item(), **means}
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0
+    skipped_steps: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(cfg: RunConfig, resume: bool = False, stop_after: int | None = None) -> Path:
+    """Train (or resume) the run described by cfg; returns the checkpoint path.
+
+    stop_after: end this invocation after that many epochs in all (the schedule still spans
+    cfg.train.epochs), e.g. to split a long run across sessions with --resume.
+    """
+    tc = cfg.train
+    out = Path(tc.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+
+    train_data = load_dataset(cfg.data, "train")
+    test_data = load_dataset(cfg.data, "test")
+    mode = pixel_mode(cfg.data, cfg.model.likelihood)
+    info = DataInfo.from_data(train_data, test_data, mode)
+
+    torch.manual_seed(tc.seed)
+    data_gen = torch.Generator().manual_seed(tc.seed + 1)
+    model = VAE(cfg.model, info.shape)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    state = TrainState()
+    if resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.config["model"] != cfg.to_dict()["model"] or ckpt.config["data"] != cfg.to_dict()["data"]:
+            raise ValueError(f"--resume: {ckpt_path} was trained with another model or data config")
+        model.load_state_dict(ckpt.model_state)
+        optimizer.load_state_dict(ckpt.optimizer_state)
+        torch.set_rng_state(ckpt.torch_rng)
+        data_gen.set_state(ckpt.data_rng)
+        state = TrainState(ckpt.epoch, ckpt.step, ckpt.skipped_steps, ckpt.history)
+
+    steps_per_epoch = math.ceil(len(train_data) / tc.batch_size)
+    total_steps = steps_per_epoch * tc.epochs
+    last_epoch = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
+    for epoch in range(state.epoch, last_epoch):
+        started = time.perf_counter()
+        sums = {"loss": 0.0, "elbo": 0.0, "reconstruction": 0.0, "kl": 0.0}
+        seen = 0
+        order = torch.randperm(len(train_data), generator=data_gen)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress,
+                   leave=False)
+        for i in bar:
+            idx = order[i * tc.batch_size : (i + 1) * tc.batch_size]
+            x = to_unit(train_data.images[idx], train_data.levels, mode, data_gen)  # (B, C, H, W)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(state.step, total_steps, tc)
+            step = train_step(model, optimizer, x, kl_weight(state.step, tc), tc.grad_clip)
+            state.step += 1
+            if step is None:
+                state.skipped_steps += 1
+                continue
+            seen += len(x)
+            for key, value in step.items():
+                sums[key] += value * len(x)
+            bar.set_postfix(loss=f"{step['loss']:.2f}")
+        seconds = time.perf_counter() - started
+        test = evaluate_elbo(model, test_data, mode, seed=tc.seed)
+        num_dims = math.prod(info.shape)
+        row: dict[str, Any] = {"epoch": epoch + 1, "step": state.step, "lr": learning_rate(state.step - 1, total_steps, tc)}
+        for key, total in sums.items():
+            row[f"train_{key}"] = total / max(seen, 1)
+        row["train_elbo_per_dim"] = row["train_elbo"] / num_dims
+        row.update({f"test_{key}": value for key, value in test.items()})
+        sigma = model.likelihood.sigma
+        row.update({"sigma": sigma, "skipped_steps": state.skipped_steps, "epoch_seconds": seconds,
+                    "images_per_second": seen / seconds})
+        state.history.append(row)
+        state.epoch = epoch + 1
+        if tc.progress:
+            tqdm.write(f"epoch {epoch + 1}: train ELBO {row['train_elbo']:.2f}, test ELBO "
+                       f"{row['test_elbo']:.2f} nats ({seconds:.1f} s, {row['images_per_second']:.0f} img/s)")
+        save_checkpoint(ckpt_path, Checkpoint(
+            config=cfg.to_dict(), data=info, model_state=model.state_dict(),
+            optimizer_state=optimizer.state_dict(), epoch=state.epoch, step=state.step,
+            skipped_steps=state.skipped_steps, history=state.history,
+            torch_rng=torch.get_rng_state(), data_rng=data_gen.get_state(),
+        ))
+        write_metrics(out, state.history, tc.metrics_format)
+        plot_loss_curve(state.history, out / "loss_curve.png")
+    return ckpt_path
