@@ -107,7 +107,7 @@ class FileSpec(_Strict):
 
 
 class Manifest(_Strict):
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[1] = 1  # FORMAT_VERSION
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     created: str  # ISO 8601, UTC

@@ -129,7 +129,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ValueError(f"{where} must be a list, got {value!r}")
         return tuple(_coerce(args[0], v, where) for v in value)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, __import__("types").UnionType):
         if value is None and type(None) in args:
             return None
         return _coerce(next(a for a in args if a is not type(None)), value, where)

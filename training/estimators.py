@@ -2,9 +2,14 @@
 
 log Pr(x) = log E_{z~q(z|x)}[Pr(x|z) Pr(z) / q(z|x)]
           ~ logsumexp_k(log Pr(x|z_k) + log Pr(z_k) - log q(z_k|x)) - log K,   z_k ~ q(z|x)
-(Prince ch. 17, "Approximating sample probability"; Burda et al. 2016). Consistent as K grows; its expectation is a lower bound
-that tightens with K. Every log-weight and the logsumexp are formed in float64; the K decoder passes
-run in chunks so memory stays bounded for any K.
+(Prince ch. 17, "Approximating sample probability"; Burda et al. 2016). Consistent as K grows; its
+expectation is a lower bound that tightens with K. Every log-weight and the logsumexp are formed in
+float64; the K decoder passes run in chunks so memory stays bounded for any K.
+
+The noise is part of the contract with the service: eps = numpy.random.default_rng(seed)
+.standard_normal((K, N, D)) in float64, drawn in K-major order (chunking does not change it), and
+z_k = mu + exp(logvar / 2) * eps_k. The service's numpy estimator draws the same numbers, so for the same
+images, K and seed the two agree to float rounding.
 
 Bits per dimension (the convention used throughout this project):
   - 8-bit (or L-level) images under uniform dequantization, x = (k + u) / L in [0, 1]:
@@ -20,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from training.distributions import standard_normal_log_density
@@ -41,14 +47,16 @@ class LogLikelihood:
 
 @torch.no_grad()
 def log_weights(model: VAE, x: torch.Tensor, k: int, chunk: int = 256,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                rng: np.random.Generator | None = None) -> torch.Tensor:
     """log Pr(x|z_k) + log Pr(z_k) - log q(z_k|x) for K draws per image: (K, N) float64."""
+    rng = rng if rng is not None else np.random.default_rng()
     q64 = model.encode(x).to(torch.float64)
     x64 = x.to(torch.float64)
     rows = []
     for start in range(0, k, chunk):
         kc = min(chunk, k - start)
-        z = q64.rsample_k(kc, generator)  # (kc, N, D) float64
+        eps = torch.from_numpy(rng.standard_normal((kc, *q64.mu.shape)))  # (kc, N, D) float64
+        z = q64.mu + q64.std * eps
         h = model.decode_logits(z.flatten(0, 1).to(x.dtype))  # (kc*N, C, H, W), the model's dtype
         x_rep = x64.expand(kc, *x64.shape).flatten(0, 1)
         log_px_z = model.likelihood.log_prob(x_rep, h).view(kc, -1)  # float64
@@ -57,11 +65,11 @@ def log_weights(model: VAE, x: torch.Tensor, k: int, chunk: int = 256,
 
 
 def log_likelihood(model: VAE, x: torch.Tensor, k: int, chunk: int = 256,
-                   generator: torch.Generator | None = None) -> LogLikelihood:
+                   rng: np.random.Generator | None = None) -> LogLikelihood:
     """Importance-sampled log Pr(x) for images x (N, C, H, W), K samples each, in float64."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    lw = log_weights(model, x, k, chunk, generator)
+    lw = log_weights(model, x, k, chunk, rng)
     return LogLikelihood(torch.logsumexp(lw, 0) - math.log(k), lw, k)
 
 

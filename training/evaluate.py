@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -60,14 +61,15 @@ def evaluate(model: VAE, data: ImageData, mode: str, k: int, seed: int = 0, batc
     """Test ELBO and log-likelihood of every image in `data` (its pixels drawn with `seed`)."""
     model.eval()
     started = time.perf_counter()
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # pixels (dequantization) and the ELBO's draw
+    rng = np.random.default_rng(seed)  # the importance samples (see training.estimators)
     num_dims = math.prod(data.shape)
     elbo_sum = 0.0
     lls, ess = [], []
     for start in tqdm(range(0, len(data), batch_size), desc=f"log-likelihood K={k}", disable=not progress):
         x = to_unit(data.images[start : start + batch_size], data.levels, mode, gen)
         elbo_sum += float(elbo(model, x, generator=gen).elbo.double().sum())
-        result = log_likelihood(model, x, k, chunk, gen)
+        result = log_likelihood(model, x, k, chunk, rng)
         lls.append(result.log_likelihood)
         ess.append(result.effective_sample_size)
     ll = torch.cat(lls)

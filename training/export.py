@@ -22,8 +22,17 @@ import torch
 from torch import nn
 
 from service.manifest import (
-    DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, FileSpec, GraphSpec, ImageSpec, LikelihoodSpec, Manifest,
-    MetricsSpec, TrainingSpec, file_spec,
+    DECODER_FILE,
+    ENCODER_FILE,
+    MANIFEST_FILE,
+    FileSpec,
+    GraphSpec,
+    ImageSpec,
+    LikelihoodSpec,
+    Manifest,
+    MetricsSpec,
+    TrainingSpec,
+    file_spec,
 )
 from training.checkpoint import Checkpoint
 from training.evaluate import EvalReport

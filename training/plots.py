@@ -19,8 +19,8 @@ def image_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 2, sca
     arr = (images.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)  # (N, C, H, W)
     grid = np.full((c, nrows * (h + pad) + pad, ncols * (w + pad) + pad), 255, np.uint8)
     for i in range(n):
-        r, col = divmod(i, ncols)
-        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = arr[i]
+        top, left = pad + (i // ncols) * (h + pad), pad + (i % ncols) * (w + pad)
+        grid[:, top : top + h, left : left + w] = arr[i]
     img = Image.fromarray(grid[0] if c == 1 else grid.transpose(1, 2, 0))
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
 

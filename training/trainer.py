@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from training.checkpoint import Checkpoint, DataInfo, load_checkpoint, save_checkpoint
 from training.config import RunConfig, TrainConfig
-from training.data import ImageData, load_dataset, pixel_mode, to_unit
+from training.data import load_dataset, pixel_mode, to_unit
 from training.elbo import elbo
 from training.evaluate import evaluate_elbo
 from training.metrics_log import write_metrics
@@ -137,7 +137,8 @@ def train(cfg: RunConfig, resume: bool = False, stop_after: int | None = None) -
         seconds = time.perf_counter() - started
         test = evaluate_elbo(model, test_data, mode, seed=tc.seed)
         num_dims = math.prod(info.shape)
-        row: dict[str, Any] = {"epoch": epoch + 1, "step": state.step, "lr": learning_rate(state.step - 1, total_steps, tc)}
+        last_lr = learning_rate(state.step - 1, total_steps, tc)
+        row: dict[str, Any] = {"epoch": epoch + 1, "step": state.step, "lr": last_lr}
         for key, total in sums.items():
             row[f"train_{key}"] = total / max(seen, 1)
         row["train_elbo_per_dim"] = row["train_elbo"] / num_dims

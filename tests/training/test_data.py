@@ -7,7 +7,12 @@ from PIL import Image
 
 from training.config import DataConfig
 from training.data import (
-    FASHION_MNIST_DIR, DatasetNotFoundError, load_dataset, load_fashion_mnist, pixel_mode, to_unit,
+    FASHION_MNIST_DIR,
+    DatasetNotFoundError,
+    load_dataset,
+    load_fashion_mnist,
+    pixel_mode,
+    to_unit,
 )
 
 

@@ -7,7 +7,10 @@ from scipy import stats
 
 from training.config import ModelConfig
 from training.distributions import (
-    DiagonalGaussian, bernoulli_log_prob_logits, gaussian_log_density, kl_to_standard_normal,
+    DiagonalGaussian,
+    bernoulli_log_prob_logits,
+    gaussian_log_density,
+    kl_to_standard_normal,
     standard_normal_log_density,
 )
 from training.likelihoods import BernoulliLikelihood, GaussianLikelihood, build_likelihood

@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
@@ -13,7 +14,7 @@ from PIL import Image
 from service.manifest import load_manifest
 from training.checkpoint import load_checkpoint
 from training.data import load_dataset
-from training.estimators import bits_per_dim
+from training.estimators import bits_per_dim, log_likelihood
 from training.evaluate import evaluate, save_pictures
 
 
@@ -29,6 +30,18 @@ def test_log_likelihood_lies_above_the_elbo_and_is_reproducible(trained_digits):
     assert 1 <= a.mean_effective_sample_size <= 200
     assert a.bits_per_dim == pytest.approx(-(a.log_likelihood - 64 * math.log(17)) / (64 * math.log(2)))
     assert a.elbo_bits_per_dim > a.bits_per_dim
+
+
+def test_chunking_does_not_change_the_estimate(trained_digits):
+    """The importance samples are numpy's standard normals in K-major order, whatever the chunk size."""
+    ckpt = load_checkpoint(trained_digits)
+    x = torch.rand(3, 1, 8, 8)
+    model = ckpt.build_model()
+    whole = log_likelihood(model, x, 100, chunk=100, rng=np.random.default_rng(5)).log_likelihood
+    pieces = log_likelihood(model, x, 100, chunk=7, rng=np.random.default_rng(5)).log_likelihood
+    torch.testing.assert_close(whole, pieces, rtol=0, atol=1e-9)
+    other = log_likelihood(model, x, 100, chunk=100, rng=np.random.default_rng(6)).log_likelihood
+    assert not torch.equal(whole, other)
 
 
 def test_bits_per_dim_convention():
