@@ -4,11 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Fashion-MNIST from Debian (four IDX files under /usr/share/datasets/fashion-mnist).
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+# Debian packages: Fashion-MNIST (four IDX files under /usr/share/datasets/fashion-mnist) and
+# docker-compose (the tests check docker-compose.yml with `docker-compose config`; no engine needed).
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || ! command -v docker-compose >/dev/null; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist docker-compose
 fi
 
 # One virtual environment; torch first and pinned, so pip takes the CPU build and not a CUDA one.

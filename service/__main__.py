@@ -1,31 +1,52 @@
-"""`python -m service --model-dir models`: check and describe the exported models.
+"""`python -m service [--host H] [--port P] [--model-dir DIR]` (or `vae-service`): serve the models.
 
-The HTTP endpoints (/encode, /decode, /sample, /loglik) are the next milestone; for now this loads
-every model folder exactly as the service will (manifest validated, hashes checked, onnxruntime
-sessions created and run once) and prints its model card.
+Every setting also comes from VAE_* environment variables (service/settings.py); flags win.
+`--check` loads every model folder, prints its model card and exits (0 if at least one loads).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
-from service.model_card import model_cards
+from service.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, default=Path("models"), help="folder of model folders")
+    parser.add_argument("--host", help="interface to listen on (VAE_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (VAE_PORT, default 8000)")
+    parser.add_argument("--model-dir", type=Path, help="folder of model folders (VAE_MODEL_DIR, default models)")
+    parser.add_argument("--check", action="store_true", help="print the model cards and exit")
     args = parser.parse_args(argv)
-    if not args.model_dir.is_dir():
-        print(f"error: model directory {args.model_dir} does not exist", file=sys.stderr)
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port, "model_dir": args.model_dir}.items()
+                 if v is not None}
+    settings = Settings(**overrides)
+    if args.check:
+        return check(settings.model_dir)
+
+    import uvicorn
+
+    from service.app import create_app
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0
+
+
+def check(model_dir: Path) -> int:
+    from service.model_card import model_cards
+
+    if not model_dir.is_dir():
+        print(f"error: model directory {model_dir} does not exist", file=sys.stderr)
         return 2
-    cards, errors = model_cards(args.model_dir)
+    cards, errors = model_cards(model_dir)
     for line in errors:
         print(line, file=sys.stderr)
-    print("\n\n".join(cards) if cards else f"no loadable model under {args.model_dir}")
+    print("\n\n".join(cards) if cards else f"no loadable model under {model_dir}")
     return 0 if cards else 1
 
 

@@ -5,7 +5,7 @@ import sys
 
 CHECK = """
 import sys
-import service, service.manifest, service.model_card, service.__main__
+import service, service.manifest, service.model_card, service.__main__, service.app, service.routes
 leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'training'))
 print(','.join(leaked))
 """
@@ -18,6 +18,6 @@ def test_service_imports_no_torch():
 
 
 def test_model_card_of_a_missing_folder_is_an_error(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "service", "--model-dir", str(tmp_path / "none")],
+    done = subprocess.run([sys.executable, "-m", "service", "--check", "--model-dir", str(tmp_path / "none")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "does not exist" in done.stderr

@@ -86,7 +86,7 @@ def test_cli_pipeline_trains_evaluates_and_exports(tmp_path):
     session = ort.InferenceSession(str(folder / "decoder.onnx"), providers=["CPUExecutionProvider"])
     (mean,) = session.run(None, {"z": torch.zeros(3, 8).numpy()})
     assert mean.shape == (3, 1, 8, 8)
-    card = subprocess.run([sys.executable, "-m", "service", "--model-dir", str(tmp_path / "models")],
+    card = subprocess.run([sys.executable, "-m", "service", "--check", "--model-dir", str(tmp_path / "models")],
                           capture_output=True, text=True, timeout=60)
     assert card.returncode == 0 and "model cli-digits" in card.stdout and "sha256 ok" in card.stdout
 

@@ -1,0 +1,139 @@
+"""The FastAPI application: lifespan (models loaded once), body-size limit, metrics, error handlers.
+
+    uvicorn service.app:create_app --factory     (or: python -m service)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import error_body, install_error_handlers
+from service.inference import Inference
+from service.metrics import Metrics
+from service.registry import Registry, load_registry
+from service.routes import build_router
+from service.settings import Settings
+
+log = logging.getLogger("service")
+
+
+class AppState:
+    """What routes reach through `request.app.state.vae`: settings, loaded models, inference, metrics."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.inference = Inference(self.metrics, settings.loglik_batch_rows)
+        self.registry: Registry | None = None  # None until loading is done (/readyz answers 503)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over the limit, by Content-Length or, when streamed, by counting."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._reject(send)
+            return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        body = json.dumps(error_body(413, "body", "request body is over the limit (bytes)", self.max_bytes)).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class MetricsMiddleware:
+    """Requests, latency and errors per endpoint (the route's path template) and model."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def status_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, status_send)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            model = scope.get("vae_model", "-")
+            self.metrics.requests.labels(endpoint, model, str(status)).inc()
+            self.metrics.latency.labels(endpoint, model).observe(time.perf_counter() - started)
+            if status >= 400:
+                self.metrics.errors.labels(endpoint, model, str(status)).inc()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    state = AppState(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        state.registry = load_registry(settings)  # StartupError stops the server with its message
+        log.info("ready in %.2f s: models %s (default %s)", time.perf_counter() - started,
+                 sorted(state.registry.models), state.registry.default)
+        yield
+
+    app = FastAPI(title="VAE service", version="0.1.0", lifespan=lifespan,
+                  description="Variational autoencoders (Prince, Understanding Deep Learning, ch. 17) over "
+                              "ONNX Runtime: encode images to latent codes, decode and sample images, score "
+                              "how likely an image is. Every option is a query parameter; JSON bodies may "
+                              "carry them too. Errors: {\"error\": {status, field, message, limit}}.")
+    app.state.vae = state
+    install_error_handlers(app)
+    app.include_router(build_router(settings))
+
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)  # outermost
+    return app

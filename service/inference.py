@@ -1,0 +1,66 @@
+"""The inference layer: numpy in, numpy out, over a ServedModel's shared onnxruntime sessions.
+
+Everything here is blocking; routes call it from a worker thread (onnxruntime releases the GIL).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from service.estimators import LogLikelihood, log_likelihood
+from service.metrics import Metrics
+from service.registry import ServedModel
+
+
+class Inference:
+    def __init__(self, metrics: Metrics, loglik_batch_rows: int):
+        self.metrics, self.loglik_batch_rows = metrics, loglik_batch_rows
+
+    def _run(self, model: ServedModel, graph: str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        session = model.encoder if graph == "encoder" else model.decoder
+        started = time.perf_counter()
+        out = session.run(None, feed)
+        self.metrics.inference.labels(model.name, graph).observe(time.perf_counter() - started)
+        return out
+
+    def encode(self, model: ServedModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """x (N, C, H, W) float32 -> mu, logvar (N, D)."""
+        mu, logvar = self._run(model, "encoder", {"x": x})
+        return mu, logvar
+
+    def decode(self, model: ServedModel, z: np.ndarray) -> np.ndarray:
+        """z (N, D) float32 -> the likelihood's mean (N, C, H, W)."""
+        (mean,) = self._run(model, "decoder", {"z": np.ascontiguousarray(z, dtype=np.float32)})
+        return mean
+
+    def draw_latents(self, mu: np.ndarray, logvar: np.ndarray, samples: int, seed: int) -> np.ndarray:
+        """(N, samples, D) draws z = mu + exp(logvar / 2) * eps from q(z|x)."""
+        eps = np.random.default_rng(seed).standard_normal((mu.shape[0], samples, mu.shape[1]))
+        return mu[:, None, :] + np.exp(0.5 * logvar[:, None, :]) * eps
+
+    def observe(self, model: ServedModel, mean: np.ndarray, seed: int) -> np.ndarray:
+        """x ~ Pr(x|z) given its mean: the chapter's generative process (Gaussian: + sigma * eps)."""
+        rng = np.random.default_rng(seed)
+        lik = model.manifest.likelihood
+        if lik.type == "gaussian":
+            return (mean + float(lik.sigma or 0.0) * rng.standard_normal(mean.shape)).astype(np.float32)
+        return (rng.random(mean.shape) < mean).astype(np.float32)
+
+    def sample(self, model: ServedModel, n: int, seed: int, temperature: float, noise: bool) -> np.ndarray:
+        """z ~ Norm[0, temperature^2 I], decoded; with noise, x ~ Pr(x|z). Same seed, same images."""
+        rng = np.random.default_rng(seed)
+        z = temperature * rng.standard_normal((n, model.manifest.latent_dim))
+        mean = self.decode(model, z)
+        return self.observe(model, mean, seed + 1) if noise else mean
+
+    def reconstruct(self, model: ServedModel, x: np.ndarray) -> np.ndarray:
+        mu, _ = self.encode(model, x)
+        return self.decode(model, mu)
+
+    def log_likelihood(self, model: ServedModel, x: np.ndarray, k: int, seed: int) -> LogLikelihood:
+        mu, logvar = self.encode(model, x)
+        chunk = max(1, self.loglik_batch_rows // len(x))  # samples per decoder pass; results do not depend on it
+        return log_likelihood(x, mu, logvar, lambda z: self.decode(model, z), model.manifest.likelihood, k, seed,
+                              chunk)

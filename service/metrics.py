@@ -1,0 +1,22 @@
+"""Prometheus metrics, one registry per app (so tests can run several apps in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("vae_requests_total", "HTTP requests", ["endpoint", "model", "status"],
+                                registry=self.registry)
+        self.errors = Counter("vae_errors_total", "HTTP requests answered with 4xx or 5xx",
+                              ["endpoint", "model", "status"], registry=self.registry)
+        self.latency = Histogram("vae_request_latency_seconds", "request latency", ["endpoint", "model"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.inference = Histogram("vae_inference_seconds", "onnxruntime time per session run", ["model", "graph"],
+                                   buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.images = Counter("vae_images_processed_total", "images encoded, decoded, sampled or scored",
+                              ["endpoint", "model"], registry=self.registry)

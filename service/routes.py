@@ -1,0 +1,330 @@
+"""The HTTP routes: parse and check options, read inputs, call the inference layer in a worker thread,
+return a typed response. Query limits come from the live Settings, so /docs shows the real ones.
+"""
+
+
+import secrets
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from service.errors import ApiError
+from service.estimators import bits_per_dim
+from service.images import decode_base64, grid, image_from_array, image_from_bytes, png_base64, png_bytes
+from service.manifest import BITS_PER_DIM_CONVENTION
+from service.registry import Registry, ServedModel
+from service.schemas import (
+    DecodeRequest,
+    EncodedImage,
+    EncodeResponse,
+    ImagesRequest,
+    ImagesResponse,
+    LogLikelihoodResponse,
+    LogLikelihoodResult,
+    ModelInfo,
+    ModelsResponse,
+)
+from service.settings import Settings
+
+MAX_SEED = 2**63 - 1
+BodyT = TypeVar("BodyT", bound=BaseModel)
+Format = Literal["json", "png"]
+PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "JSON, or one PNG with format=png"}}
+
+
+def _state(request: Request) -> Any:
+    return request.app.state.vae
+
+
+def get_registry(request: Request) -> Registry:
+    registry = _state(request).registry
+    if registry is None:
+        raise ApiError(503, None, "models are still loading")  # type: ignore[arg-type]
+    return registry
+
+
+def get_model(request: Request, registry: Annotated[Registry, Depends(get_registry)],
+              model: Annotated[str | None, Query(description="model name (default: the service's default)")] = None
+              ) -> ServedModel:
+    served = registry.get(model)
+    if served is None:
+        known = sorted(registry.models)
+        raise ApiError(404, "query.model", f"unknown model {model!r}; loaded: {known}" if model else
+                       "no model is loaded", known)
+    request.scope["vae_model"] = served.name
+    return served
+
+
+ModelDep = Annotated[ServedModel, Depends(get_model)]
+
+
+def pick(name: str, query: Any, body: Any, default: Any) -> tuple[Any, str]:
+    """The option's value and where it came from: the query wins, then the JSON body, then the default."""
+    if query is not None:
+        return query, f"query.{name}"
+    if body is not None and getattr(body, name, None) is not None:
+        return getattr(body, name), f"body.{name}"
+    return default, f"query.{name}"
+
+
+def in_range(value: Any, field: str, lo: float, hi: float) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise ApiError(422, field, f"must be a number from {lo} to {hi}, got {value!r}", hi)
+    return value
+
+
+def seed_option(query: int | None, body: Any) -> int:
+    """The request's seed (checked), or a fresh one, reported back so the result can be reproduced."""
+    seed, field = pick("seed", query, body, None)
+    if seed is None:
+        return secrets.randbits(63)
+    return int(in_range(seed, field, 0, MAX_SEED))
+
+
+def format_option(query: str | None, body: Any) -> str:
+    fmt, field = pick("format", query, body, "json")
+    if fmt not in ("json", "png"):
+        raise ApiError(422, field, f"must be json or png, got {fmt!r}", ["json", "png"])
+    return str(fmt)
+
+
+def bool_option(name: str, query: bool | None, body: Any) -> bool:
+    value, field = pick(name, query, body, False)
+    if not isinstance(value, bool):
+        raise ApiError(422, field, f"must be true or false, got {value!r}")
+    return value
+
+
+def json_body(request_body: bytes, content_type: str, schema: type[BodyT]) -> BodyT:
+    """A JSON body parsed into `schema`; 415 for another media type, 422 naming the bad field."""
+    if content_type != "application/json":
+        raise ApiError(415, "content-type", f"unsupported media type {content_type or '(none)'!r}; send "
+                       "application/json", ["application/json"])
+    try:
+        return schema.model_validate_json(request_body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = "body" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        raise ApiError(422, field, err["msg"]) from exc
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+@dataclass
+class Inputs:
+    x: np.ndarray  # (N, C, H, W) float32
+    conversions: list[dict[str, Any]]
+    body: ImagesRequest | None
+
+
+async def read_inputs(request: Request, model: ServedModel, settings: Settings, resize: bool | None) -> Inputs:
+    """Images from multipart/form-data (field `images`, repeatable) or JSON {"images": [...]} / {"arrays": [...]}."""
+    spec = model.manifest.image
+    ctype = media_type(request)
+    body: ImagesRequest | None = None
+    if ctype == "multipart/form-data":
+        form = await request.form(max_files=settings.max_images + 1, max_fields=settings.max_images + 16)
+        files = form.getlist("images")
+        if any(not isinstance(f, UploadFile) for f in files):
+            raise ApiError(422, "images", "form field images must carry files")
+        raw: list[tuple[str, Any]] = [("bytes", await f.read()) for f in files if isinstance(f, UploadFile)]
+    elif ctype == "application/json":
+        body = json_body(await request.body(), ctype, ImagesRequest)
+        if (body.images is None) == (body.arrays is None):
+            raise ApiError(422, "body", 'send exactly one of "images" (base64 PNG/JPEG) or "arrays"')
+        raw = ([("base64", s) for s in body.images] if body.images is not None else
+               [("array", a) for a in body.arrays or []])
+    else:
+        raise ApiError(415, "content-type", f"unsupported media type {ctype or '(none)'!r}; send "
+                       "multipart/form-data (field images) or application/json",
+                       ["multipart/form-data", "application/json"])
+    if not raw:
+        raise ApiError(422, "images", "no images in the request")
+    if len(raw) > settings.max_images:
+        raise ApiError(422, "images", f"{len(raw)} images, over the limit per request", settings.max_images)
+    resize_value, field = pick("resize", resize, body, True)
+    if not isinstance(resize_value, bool):
+        raise ApiError(422, field, f"must be true or false, got {resize_value!r}")
+    xs, conversions = [], []
+    for i, (kind, item) in enumerate(raw):
+        if kind == "array":
+            x, conv = image_from_array(item, f"arrays[{i}]", spec, bool(resize_value))
+        else:
+            data = decode_base64(item, f"images[{i}]") if kind == "base64" else item
+            x, conv = image_from_bytes(data, f"images[{i}]", spec, bool(resize_value), settings.max_image_pixels)
+        xs.append(x)
+        conversions.append(conv)
+    return Inputs(np.stack(xs), conversions, body)
+
+
+def images_response(model: ServedModel, images: np.ndarray, fmt: str, include_arrays: bool, seed: int | None,
+                    conversions: list[dict[str, Any]] | None = None) -> Response | ImagesResponse:
+    if fmt == "png":
+        return Response(png_bytes(grid(images) if len(images) > 1 else images[0]), media_type="image/png")
+    return ImagesResponse(
+        model=model.name, seed=seed, shape=list(images.shape[1:]), images=[png_base64(im) for im in images],
+        arrays=images.round(6).tolist() if include_arrays else None, conversions=conversions,
+    )
+
+
+def build_router(settings: Settings) -> APIRouter:
+    router = APIRouter()
+    s = settings
+    Seed = Annotated[int | None, Query(ge=0, le=MAX_SEED, description="random seed; the same seed, the same result")]
+    Resize = Annotated[bool | None, Query(description="convert images to the model's size (false: a mismatch is 422)")]
+    Fmt = Annotated[Format | None, Query(description="json (base64 PNGs) or png (one image, a grid for several)")]
+    Arrays = Annotated[bool | None, Query(description="also return the raw values in JSON")]
+
+    @router.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up (models may still be loading)."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", tags=["health"])
+    async def readyz(registry: Annotated[Registry, Depends(get_registry)]) -> dict[str, Any]:
+        """Ready once every model folder is loaded (503 before)."""
+        return {"status": "ready", "models": sorted(registry.models), "default": registry.default}
+
+    @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def metrics(request: Request) -> Response:
+        """Prometheus text: requests, latencies, errors, inference time, images processed."""
+        return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def model_info(registry: Registry, m: ServedModel) -> ModelInfo:
+        return ModelInfo(name=m.name, default=m.name == registry.default, providers=m.providers, manifest=m.manifest)
+
+    @router.get("/models", tags=["models"])
+    async def list_models(registry: Annotated[Registry, Depends(get_registry)]) -> ModelsResponse:
+        """Every loaded model's manifest and execution providers, and folders that failed to load."""
+        return ModelsResponse(default=registry.default, skipped=registry.skipped,
+                              models=[model_info(registry, m) for _, m in sorted(registry.models.items())])
+
+    @router.get("/models/{name}", tags=["models"])
+    async def get_model_info(name: str, registry: Annotated[Registry, Depends(get_registry)]) -> ModelInfo:
+        """One model's manifest and providers."""
+        if name not in registry.models:
+            raise ApiError(404, "path.name", f"unknown model {name!r}", sorted(registry.models))
+        return model_info(registry, registry.models[name])
+
+    @router.post("/encode", tags=["inference"], openapi_extra={"requestBody": _images_body()})
+    async def encode(request: Request, model: ModelDep, resize: Resize = None, seed: Seed = None,
+                     samples: Annotated[int | None, Query(ge=0, le=s.max_encode_samples,
+                                                          description="z draws per image")] = None) -> EncodeResponse:
+        """Posterior mean and log-variance of q(z|x) per image (and z draws if samples > 0)."""
+        inputs = await read_inputs(request, model, s, resize)
+        n_draws, field = pick("samples", samples, inputs.body, 0)
+        in_range(n_draws, field, 0, s.max_encode_samples)
+        seed_value = seed_option(seed, inputs.body) if n_draws else None
+        inference = _state(request).inference
+        mu, logvar = await run_in_threadpool(inference.encode, model, inputs.x)
+        draws = inference.draw_latents(mu, logvar, n_draws, seed_value) if n_draws else None
+        _count(request, "/encode", model, len(mu))
+        return EncodeResponse(model=model.name, latent_dim=mu.shape[1], seed=seed_value, results=[
+            EncodedImage(index=i, mean=mu[i].tolist(), logvar=logvar[i].tolist(),
+                         z=draws[i].tolist() if draws is not None else None, conversion=inputs.conversions[i])
+            for i in range(len(mu))])
+
+    @router.post("/decode", tags=["inference"], responses=PNG_RESPONSE, response_model=ImagesResponse,
+                 openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                     "schema": DecodeRequest.model_json_schema(),
+                     "example": DecodeRequest.model_config["json_schema_extra"]["examples"][0]}}}})  # type: ignore[index]
+    async def decode(request: Request, model: ModelDep, seed: Seed = None,
+                     noise: Annotated[bool | None, Query(description="add the likelihood's noise (sigma)")] = None,
+                     format: Fmt = None, include_arrays: Arrays = None) -> Response | ImagesResponse:
+        """Images f[z] from latent vectors (with noise=true, x ~ Pr(x|z))."""
+        body = json_body(await request.body(), media_type(request), DecodeRequest)
+        d = model.manifest.latent_dim
+        if not body.z:
+            raise ApiError(422, "body.z", "no latent vectors")
+        if len(body.z) > s.max_images:
+            raise ApiError(422, "body.z", f"{len(body.z)} vectors, over the limit per request", s.max_images)
+        for i, row in enumerate(body.z):
+            if len(row) != d:
+                raise ApiError(422, f"body.z[{i}]", f"has {len(row)} values, the model's latent size is {d}", d)
+        z = np.asarray(body.z, dtype=np.float64)
+        if not np.all(np.isfinite(z)):
+            raise ApiError(422, "body.z", "holds NaN or infinite values")
+        if np.abs(z).max() > s.max_latent_abs:
+            raise ApiError(422, "body.z", f"values must lie within +-{s.max_latent_abs:g}", s.max_latent_abs)
+        add_noise = bool_option("noise", noise, body)
+        seed_value = seed_option(seed, body) if add_noise else None
+        inference = _state(request).inference
+        mean = await run_in_threadpool(inference.decode, model, z.astype(np.float32))
+        images = inference.observe(model, mean, seed_value) if seed_value is not None else mean
+        _count(request, "/decode", model, len(images))
+        return images_response(model, images, format_option(format, body),
+                               bool_option("include_arrays", include_arrays, body), seed_value)
+
+    @router.get("/sample", tags=["inference"], responses=PNG_RESPONSE, response_model=ImagesResponse)
+    async def sample(request: Request, model: ModelDep, seed: Seed = None,
+                     n: Annotated[int, Query(ge=1, le=s.max_samples, description="number of images")] = 16,
+                     temperature: Annotated[float, Query(gt=0, le=s.max_temperature,
+                                                         description="prior scale: z ~ Norm[0, t^2 I]")] = 1.0,
+                     noise: Annotated[bool, Query(description="add the likelihood's noise (sigma)")] = False,
+                     format: Annotated[Format, Query(description="json or png (a grid)")] = "json",
+                     include_arrays: Annotated[bool, Query(description="also return raw values")] = False,
+                     ) -> Response | ImagesResponse:
+        """Draw z from the prior and decode: the same seed gives the same images."""
+        seed_value = seed_option(seed, None)
+        images = await run_in_threadpool(_state(request).inference.sample, model, n, seed_value, temperature, noise)
+        _count(request, "/sample", model, n)
+        return images_response(model, images, format, include_arrays, seed_value)
+
+    @router.post("/loglik", tags=["inference"], openapi_extra={"requestBody": _images_body()})
+    async def loglik(request: Request, model: ModelDep, resize: Resize = None, seed: Seed = None,
+                     k: Annotated[int | None, Query(ge=1, le=s.max_k, description="importance samples per image "
+                                                    f"(default {s.default_k})")] = None) -> LogLikelihoodResponse:
+        """Importance-sampled log Pr(x) per image (float64, log space), with the ELBO, bits/dim and ESS."""
+        inputs = await read_inputs(request, model, s, resize)
+        k_value, field = pick("k", k, inputs.body, s.default_k)
+        in_range(k_value, field, 1, s.max_k)
+        seed_value = seed_option(seed, inputs.body)
+        result = await run_in_threadpool(_state(request).inference.log_likelihood, model, inputs.x, k_value,
+                                         seed_value)
+        bpd = bits_per_dim(result.log_likelihood, model.manifest.image)
+        _count(request, "/loglik", model, len(inputs.x))
+        return LogLikelihoodResponse(model=model.name, k=k_value, seed=seed_value,
+                                     bits_per_dim_convention=BITS_PER_DIM_CONVENTION, results=[
+            LogLikelihoodResult(index=i, log_likelihood=float(result.log_likelihood[i]), elbo=float(result.elbo[i]),
+                                bits_per_dim=None if bpd is None else float(bpd[i]), k=k_value,
+                                effective_sample_size=float(result.effective_sample_size[i]),
+                                conversion=inputs.conversions[i]) for i in range(len(inputs.x))])
+
+    @router.post("/reconstruct", tags=["inference"], responses=PNG_RESPONSE, response_model=ImagesResponse,
+                 openapi_extra={"requestBody": _images_body()})
+    async def reconstruct(request: Request, model: ModelDep, resize: Resize = None, format: Fmt = None,
+                          include_arrays: Arrays = None) -> Response | ImagesResponse:
+        """Images in, the decoded posterior means f[mu(x)] out."""
+        inputs = await read_inputs(request, model, s, resize)
+        images = await run_in_threadpool(_state(request).inference.reconstruct, model, inputs.x)
+        _count(request, "/reconstruct", model, len(images))
+        return images_response(model, images, format_option(format, inputs.body),
+                               bool_option("include_arrays", include_arrays, inputs.body), None, inputs.conversions)
+
+    return router
+
+
+def _count(request: Request, endpoint: str, model: ServedModel, n: int) -> None:
+    _state(request).metrics.images.labels(endpoint, model.name).inc(n)
+
+
+def _images_body() -> dict[str, Any]:
+    """OpenAPI for the routes that read images themselves (multipart or JSON)."""
+    return {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+        "application/json": {"schema": ImagesRequest.model_json_schema(),
+                             "examples": {"base64": {"value": ImagesRequest.model_config["json_schema_extra"]
+                                                     ["examples"][0]},  # type: ignore[index]
+                                          "arrays": {"value": {"arrays": [[[0.0, 0.5], [1.0, 0.25]]]}}}},
+    }}

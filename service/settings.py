@@ -1,0 +1,48 @@
+"""All service settings in one pydantic-settings class, read from VAE_* environment variables.
+
+`python -m service --host H --port P --model-dir DIR` sets the first three from flags; every field also
+comes from the environment, e.g. VAE_MAX_K=2000 or VAE_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider.
+Every size a client controls has a limit here; the README lists them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VAE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    model_dir: Path = Path("models")
+    # Served when a request names no ?model=; None: "fashion-mnist" if loaded, else the first by name.
+    default_model: str | None = None
+    # "auto" (CUDA when onnxruntime-gpu sees a GPU, else CPU) or a comma-separated list of providers;
+    # an explicit provider that cannot be had fails start-up.
+    providers: str = "auto"
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads (0: onnxruntime's choice)")
+    inter_op_threads: int = Field(0, ge=0, description="onnxruntime inter-op threads (0: onnxruntime's choice)")
+    log_level: str = "info"
+
+    # Limits on what a client controls.
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="request body size")
+    max_image_pixels: int = Field(4_000_000, ge=1, description="width x height of one uploaded image")
+    max_images: int = Field(64, ge=1, description="images (or latent vectors) per request")
+    max_samples: int = Field(256, ge=1, description="n of /sample")
+    max_encode_samples: int = Field(64, ge=0, description="z draws per image on /encode")
+    max_k: int = Field(5000, ge=1, description="importance samples per image on /loglik")
+    default_k: int = Field(1000, ge=1, description="k of /loglik when the request gives none")
+    max_latent_abs: float = Field(100.0, gt=0, description="largest |z| value accepted by /decode")
+    max_temperature: float = Field(10.0, gt=0, description="largest prior temperature of /sample")
+    # Decoder rows (importance samples x images) per pass: bounds /loglik's memory for any allowed k.
+    loglik_batch_rows: int = Field(16384, ge=1)
+
+    def provider_list(self) -> list[str] | None:
+        """None for auto, else the explicit providers in order."""
+        if self.providers.strip().lower() == "auto":
+            return None
+        return [p.strip() for p in self.providers.split(",") if p.strip()]

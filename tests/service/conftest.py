@@ -1,0 +1,39 @@
+"""Service fixtures: a model folder holding a real exported digits model (trained in the session) and
+the shipped default model, and a TestClient whose lifespan loads them."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS = "digits-tiny"
+
+
+@pytest.fixture(scope="session")
+def model_dir(trained_digits, tmp_path_factory) -> Path:
+    from training.checkpoint import load_checkpoint
+    from training.export import export_model
+
+    root = tmp_path_factory.mktemp("served_models")
+    export_model(load_checkpoint(trained_digits), root, DIGITS)
+    shutil.copytree(ROOT / "models" / "fashion-mnist", root / "fashion-mnist")
+    return root
+
+
+def make_settings(model_dir: Path, **overrides) -> Settings:
+    base = dict(model_dir=model_dir, providers="CPUExecutionProvider", intra_op_threads=1, max_images=8,
+                max_samples=64, max_k=2000, default_k=100, max_image_pixels=200_000,
+                max_request_bytes=2_000_000)
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture(scope="session")
+def client(model_dir):
+    with TestClient(create_app(make_settings(model_dir))) as c:
+        yield c
