@@ -33,8 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     from service.app import create_app
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
-    return 0
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level))
+    state = app.state.vae
+
+    def stop() -> None:
+        server.should_exit = True
+
+    state.on_fatal = stop
+    server.run()
+    if state.startup_error is not None:
+        print(f"error: {state.startup_error}", file=sys.stderr)
+        return 1
+    return 0 if server.started else 3
 
 
 def check(model_dir: Path) -> int:

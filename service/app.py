@@ -1,23 +1,31 @@
 """The FastAPI application: lifespan (models loaded once), body-size limit, metrics, error handlers.
 
+Start-up: configuration errors (an explicit provider this onnxruntime lacks, a missing model directory)
+fail at once. Models then load in a worker thread while the server already answers: /healthz says the
+process runs, /readyz answers 503 until loading is done. An error found while loading (CUDA asked for
+but the sessions fell back to CPU, an unknown VAE_DEFAULT_MODEL) is logged, kept for /readyz, and stops
+the server through `on_fatal` (python -m service then exits with status 1).
+
     uvicorn service.app:create_app --factory     (or: python -m service)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_body, install_error_handlers
 from service.inference import Inference
 from service.metrics import Metrics
-from service.registry import Registry, load_registry
+from service.registry import Registry, StartupError, check_configuration, load_registry
 from service.routes import build_router
 from service.settings import Settings
 
@@ -32,6 +40,23 @@ class AppState:
         self.metrics = Metrics()
         self.inference = Inference(self.metrics, settings.loglik_batch_rows)
         self.registry: Registry | None = None  # None until loading is done (/readyz answers 503)
+        self.startup_error: str | None = None
+        self.on_fatal: Callable[[], None] | None = None  # set by python -m service: stop the server
+        self.loader: asyncio.Task[None] | None = None
+
+    async def load(self) -> None:
+        started = time.perf_counter()
+        try:
+            registry = await run_in_threadpool(load_registry, self.settings)
+        except StartupError as exc:
+            self.startup_error = str(exc)
+            log.critical("start-up failed: %s", exc)
+            if self.on_fatal is not None:
+                self.on_fatal()
+            return
+        self.registry = registry
+        log.info("ready in %.2f s: models %s (default %s)", time.perf_counter() - started,
+                 sorted(registry.models), registry.default)
 
 
 class BodyTooLarge(Exception):
@@ -119,11 +144,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        started = time.perf_counter()
-        state.registry = load_registry(settings)  # StartupError stops the server with its message
-        log.info("ready in %.2f s: models %s (default %s)", time.perf_counter() - started,
-                 sorted(state.registry.models), state.registry.default)
+        check_configuration(settings)  # StartupError: the server does not start, with this message
+        state.loader = asyncio.create_task(state.load())
         yield
+        state.loader.cancel()
 
     app = FastAPI(title="VAE service", version="0.1.0", lifespan=lifespan,
                   description="Variational autoencoders (Prince, Understanding Deep Learning, ch. 17) over "

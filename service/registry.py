@@ -85,13 +85,19 @@ def load_model(folder: Path, providers: list[str], settings: Settings) -> Served
     return ServedModel(manifest.name, folder, manifest, sessions[0], sessions[1])
 
 
+def check_configuration(settings: Settings) -> None:
+    """The checks that need no model: providers on offer, the model directory there."""
+    resolve_providers(settings)
+    if not settings.model_dir.is_dir():
+        raise StartupError(f"model directory {settings.model_dir} does not exist (VAE_MODEL_DIR / --model-dir)")
+
+
 def load_registry(settings: Settings) -> Registry:
     """Load every model folder; raises StartupError only for configuration errors."""
+    check_configuration(settings)
     providers = resolve_providers(settings)
     registry = Registry()
     root = settings.model_dir
-    if not root.is_dir():
-        raise StartupError(f"model directory {root} does not exist (VAE_MODEL_DIR / --model-dir)")
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         try:
             model = load_model(folder, providers, settings)

@@ -45,10 +45,12 @@ def _state(request: Request) -> Any:
 
 
 def get_registry(request: Request) -> Registry:
-    registry = _state(request).registry
-    if registry is None:
+    state = _state(request)
+    if state.startup_error is not None:
+        raise ApiError(503, None, f"start-up failed: {state.startup_error}")  # type: ignore[arg-type]
+    if state.registry is None:
         raise ApiError(503, None, "models are still loading")  # type: ignore[arg-type]
-    return registry
+    return state.registry
 
 
 def get_model(request: Request, registry: Annotated[Registry, Depends(get_registry)],

@@ -2,6 +2,7 @@
 the shipped default model, and a TestClient whose lifespan loads them."""
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,18 @@ def make_settings(model_dir: Path, **overrides) -> Settings:
     return Settings(**base)
 
 
+def wait_ready(client: TestClient, timeout: float = 30.0) -> dict:
+    """Models load in the background after start-up; poll /readyz until it says ready."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.get("/readyz")
+        if r.status_code == 200 or time.monotonic() > deadline:
+            return r.json()
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="session")
 def client(model_dir):
     with TestClient(create_app(make_settings(model_dir))) as c:
+        assert wait_ready(c)["status"] == "ready"
         yield c

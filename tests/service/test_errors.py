@@ -12,7 +12,7 @@ from PIL import Image
 
 from service.app import create_app
 from service.registry import StartupError
-from tests.service.conftest import DIGITS, make_settings
+from tests.service.conftest import DIGITS, make_settings, wait_ready
 
 
 def png(arr: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -115,6 +115,7 @@ def test_broken_model_folder_is_skipped_and_the_others_serve(model_dir, tmp_path
     (root / "broken" / "decoder.onnx").write_bytes(b"garbage")  # fails its sha256
     (root / "empty").mkdir()
     with TestClient(create_app(make_settings(root))) as c:
+        wait_ready(c)
         models = c.get("/models").json()
         assert [m["name"] for m in models["models"]] == [DIGITS] and models["default"] == DIGITS
         assert "sha256" in models["skipped"]["broken"] and "manifest.json" in models["skipped"]["empty"]
@@ -142,8 +143,15 @@ def test_explicit_cuda_that_cannot_be_had_fails_startup(model_dir):
 
 
 def test_unknown_default_model_fails_startup(model_dir):
-    with pytest.raises(StartupError, match="VAE_DEFAULT_MODEL"):
-        with TestClient(create_app(make_settings(model_dir, default_model="nope"))):
+    with TestClient(create_app(make_settings(model_dir, default_model="nope"))) as c:
+        error = wait_ready(c)["error"]
+        assert error["status"] == 503 and "VAE_DEFAULT_MODEL='nope'" in error["message"]
+        assert c.get("/sample").status_code == 503 and c.get("/healthz").status_code == 200
+
+
+def test_missing_model_dir_fails_startup(tmp_path):
+    with pytest.raises(StartupError, match="does not exist"):
+        with TestClient(create_app(make_settings(tmp_path / "none"))):
             pass
 
 
