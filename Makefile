@@ -1,8 +1,8 @@
 # The two commands of the README, plus the default model's recipe.
 .PHONY: serve test default-model
 
-serve:  ## install the serving dependencies and serve models/ (the shipped default model)
-	bash scripts/serve.sh
+serve:  ## install the serving dependencies and serve models/ (the shipped default model); ARGS="--port 9000"
+	bash scripts/serve.sh $(ARGS)
 
 test:  ## install everything the tests need (Debian's Fashion-MNIST, torch CPU, extras) and run them
 	bash scripts/test.sh

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.edit_routes import build_edit_router
 from service.errors import error_body, install_error_handlers
 from service.inference import Inference
 from service.metrics import Metrics
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.vae = state
     install_error_handlers(app)
     app.include_router(build_router(settings))
+    app.include_router(build_edit_router(settings))
 
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)  # outermost

@@ -55,6 +55,29 @@ class Inference:
         mean = self.decode(model, z)
         return self.observe(model, mean, seed + 1) if noise else mean
 
+    def resynthesize(self, model: ServedModel, x: np.ndarray, direction: np.ndarray, strength: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Decode mu(x) + strength * direction: (edited images (N, C, H, W), their codes (N, D))."""
+        mu, _ = self.encode(model, x)
+        z = mu + strength * direction[None, :]
+        return self.decode(model, z), z
+
+    def latent_path(self, z0: np.ndarray, z1: np.ndarray, steps: int, method: str) -> np.ndarray:
+        """(steps, D) points from z0 to z1: straight, or along the great circle (slerp, Shoemake 1985),
+        which keeps the norm typical of the prior's samples instead of shrinking it mid-way."""
+        t = np.linspace(0.0, 1.0, steps)[:, None]
+        if method == "slerp":
+            cos = float(np.dot(z0, z1) / (np.linalg.norm(z0) * np.linalg.norm(z1) + 1e-12))
+            omega = np.arccos(np.clip(cos, -1.0, 1.0))
+            if omega > 1e-6:
+                return (np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)
+        return (1 - t) * z0 + t * z1
+
+    def interpolate(self, model: ServedModel, z0: np.ndarray, z1: np.ndarray, steps: int, method: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        z = self.latent_path(z0, z1, steps, method)
+        return self.decode(model, z), z
+
     def reconstruct(self, model: ServedModel, x: np.ndarray) -> np.ndarray:
         mu, _ = self.encode(model, x)
         return self.decode(model, mu)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 ENCODER_FILE = "encoder.onnx"
+ATTRIBUTES_FILE = "attributes.json"
 DECODER_FILE = "decoder.onnx"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
@@ -101,6 +102,18 @@ class MetricsSpec(_Strict):
     seed: int
 
 
+class AttributesSpec(_Strict):
+    """Resynthesis directions: attributes.json holds {"names": [...], "means": [[...] x D], "counts": [...]},
+    the mean posterior latent of each class; the direction from A to B is means[B] - means[A]."""
+
+    file: str = "attributes.json"
+    names: list[str]
+    counts: list[int]
+    source: str
+    # Named directions: name -> [from attribute, to attribute].
+    directions: dict[str, tuple[str, str]] = {}
+
+
 class FileSpec(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(ge=0)
@@ -119,6 +132,7 @@ class Manifest(_Strict):
     decoder: GraphSpec
     training: TrainingSpec
     metrics: MetricsSpec | None = None
+    attributes: AttributesSpec | None = None
     files: dict[str, FileSpec]  # every file of the folder but the manifest, with its hash
 
     def to_json(self) -> str:

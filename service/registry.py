@@ -5,10 +5,12 @@ requests). A broken folder is logged and skipped; the others serve.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
 from service.manifest import Manifest, load_manifest
@@ -31,6 +33,8 @@ class ServedModel:
     manifest: Manifest
     encoder: ort.InferenceSession
     decoder: ort.InferenceSession
+    # Resynthesis: attribute name -> mean posterior latent (D,), from attributes.json.
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def providers(self) -> list[str]:
@@ -82,7 +86,17 @@ def load_model(folder: Path, providers: list[str], settings: Settings) -> Served
         if names != (list(graph.inputs), list(graph.outputs)):
             raise ValueError(f"{folder / graph.file}: graph has inputs/outputs {names}, manifest says "
                              f"{list(graph.inputs)}/{list(graph.outputs)}")
-    return ServedModel(manifest.name, folder, manifest, sessions[0], sessions[1])
+    return ServedModel(manifest.name, folder, manifest, sessions[0], sessions[1], load_attributes(folder, manifest))
+
+
+def load_attributes(folder: Path, manifest: Manifest) -> dict[str, np.ndarray]:
+    if manifest.attributes is None:
+        return {}
+    raw = json.loads((folder / manifest.attributes.file).read_text())
+    means = np.asarray(raw["means"], dtype=np.float64)
+    if raw["names"] != manifest.attributes.names or means.shape != (len(raw["names"]), manifest.latent_dim):
+        raise ValueError(f"{folder}: {manifest.attributes.file} does not match the manifest's attributes")
+    return dict(zip(raw["names"], means, strict=True))
 
 
 def check_configuration(settings: Settings) -> None:

@@ -40,12 +40,12 @@ PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "JSON, or one PNG with format=png"}}
 
 
-def _state(request: Request) -> Any:
+def vae_state(request: Request) -> Any:
     return request.app.state.vae
 
 
 def get_registry(request: Request) -> Registry:
-    state = _state(request)
+    state = vae_state(request)
     if state.startup_error is not None:
         raise ApiError(503, None, f"start-up failed: {state.startup_error}")  # type: ignore[arg-type]
     if state.registry is None:
@@ -68,12 +68,14 @@ def get_model(request: Request, registry: Annotated[Registry, Depends(get_regist
 ModelDep = Annotated[ServedModel, Depends(get_model)]
 
 
-def pick(name: str, query: Any, body: Any, default: Any) -> tuple[Any, str]:
-    """The option's value and where it came from: the query wins, then the JSON body, then the default."""
+def pick(name: str, query: Any, body: Any, default: Any, attr: str | None = None) -> tuple[Any, str]:
+    """The option's value and where it came from: the query wins, then the JSON body, then the default.
+    attr: the body's attribute when it differs from the option's name (`from` is `from_`)."""
+    attr = attr or name
     if query is not None:
         return query, f"query.{name}"
-    if body is not None and getattr(body, name, None) is not None:
-        return getattr(body, name), f"body.{name}"
+    if body is not None and getattr(body, attr, None) is not None:
+        return getattr(body, attr), f"body.{name}"
     return default, f"query.{name}"
 
 
@@ -81,6 +83,24 @@ def in_range(value: Any, field: str, lo: float, hi: float) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
         raise ApiError(422, field, f"must be a number from {lo} to {hi}, got {value!r}", hi)
     return value
+
+
+def check_latents(rows: list[list[float]], model: ServedModel, settings: Settings) -> np.ndarray:
+    """Latent vectors from a JSON body -> (N, D) float64, or a 422 naming the bad row and the limit."""
+    d = model.manifest.latent_dim
+    if not rows:
+        raise ApiError(422, "body.z", "no latent vectors")
+    if len(rows) > settings.max_images:
+        raise ApiError(422, "body.z", f"{len(rows)} vectors, over the limit per request", settings.max_images)
+    for i, row in enumerate(rows):
+        if len(row) != d:
+            raise ApiError(422, f"body.z[{i}]", f"has {len(row)} values, the model's latent size is {d}", d)
+    z = np.asarray(rows, dtype=np.float64)
+    if not np.all(np.isfinite(z)):
+        raise ApiError(422, "body.z", "holds NaN or infinite values")
+    if np.abs(z).max() > settings.max_latent_abs:
+        raise ApiError(422, "body.z", f"values must lie within +-{settings.max_latent_abs:g}", settings.max_latent_abs)
+    return z
 
 
 def seed_option(query: int | None, body: Any) -> int:
@@ -170,9 +190,10 @@ async def read_inputs(request: Request, model: ServedModel, settings: Settings, 
 
 
 def images_response(model: ServedModel, images: np.ndarray, fmt: str, include_arrays: bool, seed: int | None,
-                    conversions: list[dict[str, Any]] | None = None) -> Response | ImagesResponse:
+                    conversions: list[dict[str, Any]] | None = None, ncols: int | None = None
+                    ) -> Response | ImagesResponse:
     if fmt == "png":
-        return Response(png_bytes(grid(images) if len(images) > 1 else images[0]), media_type="image/png")
+        return Response(png_bytes(grid(images, ncols) if len(images) > 1 else images[0]), media_type="image/png")
     return ImagesResponse(
         model=model.name, seed=seed, shape=list(images.shape[1:]), images=[png_base64(im) for im in images],
         arrays=images.round(6).tolist() if include_arrays else None, conversions=conversions,
@@ -200,7 +221,7 @@ def build_router(settings: Settings) -> APIRouter:
     @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> Response:
         """Prometheus text: requests, latencies, errors, inference time, images processed."""
-        return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(vae_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def model_info(registry: Registry, m: ServedModel) -> ModelInfo:
         return ModelInfo(name=m.name, default=m.name == registry.default, providers=m.providers, manifest=m.manifest)
@@ -218,7 +239,7 @@ def build_router(settings: Settings) -> APIRouter:
             raise ApiError(404, "path.name", f"unknown model {name!r}", sorted(registry.models))
         return model_info(registry, registry.models[name])
 
-    @router.post("/encode", tags=["inference"], openapi_extra={"requestBody": _images_body()})
+    @router.post("/encode", tags=["inference"], openapi_extra={"requestBody": images_openapi_body()})
     async def encode(request: Request, model: ModelDep, resize: Resize = None, seed: Seed = None,
                      samples: Annotated[int | None, Query(ge=0, le=s.max_encode_samples,
                                                           description="z draws per image")] = None) -> EncodeResponse:
@@ -227,10 +248,10 @@ def build_router(settings: Settings) -> APIRouter:
         n_draws, field = pick("samples", samples, inputs.body, 0)
         in_range(n_draws, field, 0, s.max_encode_samples)
         seed_value = seed_option(seed, inputs.body) if n_draws else None
-        inference = _state(request).inference
+        inference = vae_state(request).inference
         mu, logvar = await run_in_threadpool(inference.encode, model, inputs.x)
         draws = inference.draw_latents(mu, logvar, n_draws, seed_value) if n_draws else None
-        _count(request, "/encode", model, len(mu))
+        count_images(request, "/encode", model, len(mu))
         return EncodeResponse(model=model.name, latent_dim=mu.shape[1], seed=seed_value, results=[
             EncodedImage(index=i, mean=mu[i].tolist(), logvar=logvar[i].tolist(),
                          z=draws[i].tolist() if draws is not None else None, conversion=inputs.conversions[i])
@@ -245,25 +266,13 @@ def build_router(settings: Settings) -> APIRouter:
                      format: Fmt = None, include_arrays: Arrays = None) -> Response | ImagesResponse:
         """Images f[z] from latent vectors (with noise=true, x ~ Pr(x|z))."""
         body = json_body(await request.body(), media_type(request), DecodeRequest)
-        d = model.manifest.latent_dim
-        if not body.z:
-            raise ApiError(422, "body.z", "no latent vectors")
-        if len(body.z) > s.max_images:
-            raise ApiError(422, "body.z", f"{len(body.z)} vectors, over the limit per request", s.max_images)
-        for i, row in enumerate(body.z):
-            if len(row) != d:
-                raise ApiError(422, f"body.z[{i}]", f"has {len(row)} values, the model's latent size is {d}", d)
-        z = np.asarray(body.z, dtype=np.float64)
-        if not np.all(np.isfinite(z)):
-            raise ApiError(422, "body.z", "holds NaN or infinite values")
-        if np.abs(z).max() > s.max_latent_abs:
-            raise ApiError(422, "body.z", f"values must lie within +-{s.max_latent_abs:g}", s.max_latent_abs)
+        z = check_latents(body.z, model, s)
         add_noise = bool_option("noise", noise, body)
         seed_value = seed_option(seed, body) if add_noise else None
-        inference = _state(request).inference
+        inference = vae_state(request).inference
         mean = await run_in_threadpool(inference.decode, model, z.astype(np.float32))
         images = inference.observe(model, mean, seed_value) if seed_value is not None else mean
-        _count(request, "/decode", model, len(images))
+        count_images(request, "/decode", model, len(images))
         return images_response(model, images, format_option(format, body),
                                bool_option("include_arrays", include_arrays, body), seed_value)
 
@@ -278,11 +287,11 @@ def build_router(settings: Settings) -> APIRouter:
                      ) -> Response | ImagesResponse:
         """Draw z from the prior and decode: the same seed gives the same images."""
         seed_value = seed_option(seed, None)
-        images = await run_in_threadpool(_state(request).inference.sample, model, n, seed_value, temperature, noise)
-        _count(request, "/sample", model, n)
+        images = await run_in_threadpool(vae_state(request).inference.sample, model, n, seed_value, temperature, noise)
+        count_images(request, "/sample", model, n)
         return images_response(model, images, format, include_arrays, seed_value)
 
-    @router.post("/loglik", tags=["inference"], openapi_extra={"requestBody": _images_body()})
+    @router.post("/loglik", tags=["inference"], openapi_extra={"requestBody": images_openapi_body()})
     async def loglik(request: Request, model: ModelDep, resize: Resize = None, seed: Seed = None,
                      k: Annotated[int | None, Query(ge=1, le=s.max_k, description="importance samples per image "
                                                     f"(default {s.default_k})")] = None) -> LogLikelihoodResponse:
@@ -291,10 +300,10 @@ def build_router(settings: Settings) -> APIRouter:
         k_value, field = pick("k", k, inputs.body, s.default_k)
         in_range(k_value, field, 1, s.max_k)
         seed_value = seed_option(seed, inputs.body)
-        result = await run_in_threadpool(_state(request).inference.log_likelihood, model, inputs.x, k_value,
+        result = await run_in_threadpool(vae_state(request).inference.log_likelihood, model, inputs.x, k_value,
                                          seed_value)
         bpd = bits_per_dim(result.log_likelihood, model.manifest.image)
-        _count(request, "/loglik", model, len(inputs.x))
+        count_images(request, "/loglik", model, len(inputs.x))
         return LogLikelihoodResponse(model=model.name, k=k_value, seed=seed_value,
                                      bits_per_dim_convention=BITS_PER_DIM_CONVENTION, results=[
             LogLikelihoodResult(index=i, log_likelihood=float(result.log_likelihood[i]), elbo=float(result.elbo[i]),
@@ -303,24 +312,24 @@ def build_router(settings: Settings) -> APIRouter:
                                 conversion=inputs.conversions[i]) for i in range(len(inputs.x))])
 
     @router.post("/reconstruct", tags=["inference"], responses=PNG_RESPONSE, response_model=ImagesResponse,
-                 openapi_extra={"requestBody": _images_body()})
+                 openapi_extra={"requestBody": images_openapi_body()})
     async def reconstruct(request: Request, model: ModelDep, resize: Resize = None, format: Fmt = None,
                           include_arrays: Arrays = None) -> Response | ImagesResponse:
         """Images in, the decoded posterior means f[mu(x)] out."""
         inputs = await read_inputs(request, model, s, resize)
-        images = await run_in_threadpool(_state(request).inference.reconstruct, model, inputs.x)
-        _count(request, "/reconstruct", model, len(images))
+        images = await run_in_threadpool(vae_state(request).inference.reconstruct, model, inputs.x)
+        count_images(request, "/reconstruct", model, len(images))
         return images_response(model, images, format_option(format, inputs.body),
                                bool_option("include_arrays", include_arrays, inputs.body), None, inputs.conversions)
 
     return router
 
 
-def _count(request: Request, endpoint: str, model: ServedModel, n: int) -> None:
-    _state(request).metrics.images.labels(endpoint, model.name).inc(n)
+def count_images(request: Request, endpoint: str, model: ServedModel, n: int) -> None:
+    vae_state(request).metrics.images.labels(endpoint, model.name).inc(n)
 
 
-def _images_body() -> dict[str, Any]:
+def images_openapi_body() -> dict[str, Any]:
     """OpenAPI for the routes that read images themselves (multipart or JSON)."""
     return {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "properties": {

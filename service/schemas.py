@@ -35,6 +35,24 @@ class ImagesRequest(BaseModel):
     k: int | None = None
     format: str | None = None
     include_arrays: bool | None = None
+    # /resynthesize and /interpolate options
+    from_: str | None = Field(None, alias="from", description="attribute to move away from")
+    to: str | None = Field(None, description="attribute to move towards")
+    direction: str | None = Field(None, description="a named direction (the model's manifest lists them)")
+    strength: float | None = None
+    steps: int | None = None
+    method: str | None = None
+
+
+class InterpolateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"z": [[-1.0] * 32, [1.0] * 32],
+                                                                              "steps": 8, "method": "slerp"}]})
+
+    z: list[list[float]] = Field(description="the two end points, each of the model's latent size")
+    steps: int | None = None
+    method: str | None = None
+    format: str | None = None
+    include_arrays: bool | None = None
 
 
 class DecodeRequest(BaseModel):
@@ -65,6 +83,7 @@ class EncodeResponse(BaseModel):
 class ImagesResponse(BaseModel):
     model: str
     seed: int | None = None
+    z: list[list[float]] | None = Field(None, description="the latent codes decoded (/resynthesize, /interpolate)")
     shape: list[int] = Field(description="[C, H, W] of each image")
     images: list[str] = Field(description="base64-encoded PNG files")
     arrays: list[Any] | None = Field(None, description="the raw values (C x H x W), if include_arrays=true")

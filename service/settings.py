@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     default_k: int = Field(1000, ge=1, description="k of /loglik when the request gives none")
     max_latent_abs: float = Field(100.0, gt=0, description="largest |z| value accepted by /decode")
     max_temperature: float = Field(10.0, gt=0, description="largest prior temperature of /sample")
+    max_strength: float = Field(10.0, gt=0, description="largest |strength| of /resynthesize")
+    max_steps: int = Field(64, ge=2, description="most steps of /interpolate")
     # Decoder rows (importance samples x images) per pass: bounds /loglik's memory for any allowed k.
     loglik_batch_rows: int = Field(16384, ge=1)
 

@@ -56,6 +56,10 @@ def _add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="model name: the folder models/<name>/ and ?model=<name>")
     p.add_argument("--models-dir", type=Path, default=Path("models"), help="where model folders go")
     p.add_argument("--description", default="", help="one line for the manifest")
+    p.add_argument("--no-attributes", action="store_true",
+                   help="skip the resynthesis directions (class-mean latents of the labelled training split)")
+    p.add_argument("--direction", action="append", default=[], metavar="NAME=FROM:TO",
+                   help="a named resynthesis direction, e.g. --direction tops-to-dresses=t-shirt/top:dress")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,15 +136,30 @@ def cmd_evaluate(args: argparse.Namespace, checkpoint: Path, data_path: str | No
 
 
 def cmd_export(args: argparse.Namespace, checkpoint: Path, eval_path: Path | None) -> Path:
+    from training.attributes import class_means
     from training.checkpoint import load_checkpoint
+    from training.data import load_dataset
     from training.evaluate import read_report
     from training.export import export_model
 
     eval_path = eval_path or checkpoint.parent / "eval.json"
     report = read_report(eval_path) if eval_path.is_file() else None
     pictures = [checkpoint.parent / n for n in ("samples.png", "reconstructions.png", "loss_curve.png")]
-    folder = export_model(load_checkpoint(checkpoint), args.models_dir, args.name, report,
-                          [p for p in pictures if p.is_file()], args.description)
+    ckpt = load_checkpoint(checkpoint)
+    attributes = None
+    if not args.no_attributes:
+        train_data = load_dataset(ckpt.run_config.data, "train")
+        if bool((train_data.labels >= 0).any()):
+            attributes = class_means(ckpt.build_model(), train_data, ckpt.data.pixel_mode)
+    directions = {}
+    for item in args.direction:
+        name, _, pair = item.partition("=")
+        src, _, dst = pair.partition(":")
+        if not (name and src and dst):
+            raise ValueError(f"--direction {item!r} must look like NAME=FROM:TO")
+        directions[name] = (src, dst)
+    folder = export_model(ckpt, args.models_dir, args.name, report, [p for p in pictures if p.is_file()],
+                          args.description, attributes=attributes, directions=directions)
     print(f"exported: {folder}" + ("" if report else " (no eval.json: manifest has no metrics)"))
     return folder
 

@@ -10,6 +10,7 @@ and renamed into place, so a failed export never leaves a half-written model.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import tempfile
 import warnings
@@ -22,9 +23,11 @@ import torch
 from torch import nn
 
 from service.manifest import (
+    ATTRIBUTES_FILE,
     DECODER_FILE,
     ENCODER_FILE,
     MANIFEST_FILE,
+    AttributesSpec,
     FileSpec,
     GraphSpec,
     ImageSpec,
@@ -34,6 +37,7 @@ from service.manifest import (
     TrainingSpec,
     file_spec,
 )
+from training.attributes import Attributes
 from training.checkpoint import Checkpoint
 from training.evaluate import EvalReport
 from training.models import VAE
@@ -139,8 +143,21 @@ def build_manifest(ckpt: Checkpoint, model: VAE, name: str, files: dict[str, Fil
     )
 
 
+def write_attributes(attributes: Attributes, directions: dict[str, tuple[str, str]], path: Path) -> AttributesSpec:
+    """attributes.json (names, means, counts) and its manifest entry; named directions must name attributes."""
+    for dname, (a, b) in directions.items():
+        for attr in (a, b):
+            if attr not in attributes.names:
+                raise ValueError(f"direction {dname!r}: unknown attribute {attr!r}; known: {attributes.names}")
+    path.write_text(json.dumps({"names": attributes.names, "means": attributes.means.tolist(),
+                                "counts": attributes.counts}) + "\n")
+    return AttributesSpec(names=attributes.names, counts=attributes.counts, source=attributes.source,
+                          directions=directions)
+
+
 def export_model(ckpt: Checkpoint, out_root: Path, name: str, report: EvalReport | None = None,
-                 extra_files: list[Path] | None = None, description: str = "", seed: int = 0) -> Path:
+                 extra_files: list[Path] | None = None, description: str = "", seed: int = 0,
+                 attributes: Attributes | None = None, directions: dict[str, tuple[str, str]] | None = None) -> Path:
     """Write `out_root/name/` (replacing it) after the parity check passes; returns the folder."""
     model = ckpt.build_model()
     gen = torch.Generator().manual_seed(seed)
@@ -157,6 +174,9 @@ def export_model(ckpt: Checkpoint, out_root: Path, name: str, report: EvalReport
             check_parity(module, staging / file, example)
         for path in extra_files or []:
             shutil.copy(path, staging / path.name)
+        attributes_spec = None
+        if attributes is not None:
+            attributes_spec = write_attributes(attributes, directions or {}, staging / ATTRIBUTES_FILE)
         # Metadata first: the manifest's hashes are of the final files.
         draft = build_manifest(ckpt, model, name, {}, report, description)
         meta = {"vae.format_version": str(draft.format_version), "vae.name": name,
@@ -165,7 +185,9 @@ def export_model(ckpt: Checkpoint, out_root: Path, name: str, report: EvalReport
         for file in (ENCODER_FILE, DECODER_FILE):
             add_metadata(staging / file, meta)
         files = {p.name: file_spec(p) for p in sorted(staging.iterdir()) if p.name != MANIFEST_FILE}
-        manifest = build_manifest(ckpt, model, name, files, report, description)
+        manifest = build_manifest(ckpt, model, name, files, report, description).model_copy(
+            update={"attributes": attributes_spec})
+        manifest = Manifest.model_validate(manifest.model_dump())  # re-validate the assembled manifest
         (staging / MANIFEST_FILE).write_text(manifest.to_json())
         final = out_root / name
         if final.exists():

@@ -17,11 +17,15 @@ DIGITS = "digits-tiny"
 
 @pytest.fixture(scope="session")
 def model_dir(trained_digits, tmp_path_factory) -> Path:
+    from training.attributes import class_means
     from training.checkpoint import load_checkpoint
+    from training.data import load_dataset
     from training.export import export_model
 
     root = tmp_path_factory.mktemp("served_models")
-    export_model(load_checkpoint(trained_digits), root, DIGITS)
+    ckpt = load_checkpoint(trained_digits)
+    attributes = class_means(ckpt.build_model(), load_dataset(ckpt.run_config.data, "train"), "dequantize")
+    export_model(ckpt, root, DIGITS, attributes=attributes, directions={"one-to-seven": ("1", "7")})
     shutil.copytree(ROOT / "models" / "fashion-mnist", root / "fashion-mnist")
     return root
 

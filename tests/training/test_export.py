@@ -109,3 +109,24 @@ def test_parity_check_catches_a_model_that_differs(exported, trained_digits):
     z = torch.randn(5, 4)
     with pytest.raises(export.ExportParityError, match="differs"):
         export.check_parity(export.DecoderGraph(model), folder / "decoder.onnx", z)
+
+
+def test_attribute_directions_are_class_means_and_ship_with_the_model(trained_digits, tmp_path):
+    from training.attributes import class_means
+
+    ckpt = load_checkpoint(trained_digits)
+    model = ckpt.build_model()
+    data = load_dataset(ckpt.run_config.data, "train")
+    attrs = class_means(model, data, "plain")
+    x = to_unit(data.images[data.labels == 3], data.levels, "plain")
+    with torch.no_grad():
+        expected = model.encode(x).mu.mean(0)
+    torch.testing.assert_close(attrs.means[attrs.names.index("3")], expected, atol=1e-5, rtol=0)
+    assert attrs.counts[attrs.names.index("3")] == int((data.labels == 3).sum())
+    folder = export.export_model(ckpt, tmp_path, "with-attrs", attributes=attrs, directions={"up": ("1", "7")})
+    manifest = load_manifest(folder)
+    assert manifest.attributes.names == attrs.names and manifest.attributes.directions == {"up": ("1", "7")}
+    assert "attributes.json" in manifest.files
+    with pytest.raises(ValueError, match="unknown attribute"):
+        export.export_model(ckpt, tmp_path, "bad", attributes=attrs, directions={"up": ("1", "eleven")})
+    assert not (tmp_path / "bad").exists()
