@@ -79,3 +79,34 @@ def bits_per_dim(log_px: np.ndarray, image: ImageSpec) -> np.ndarray | None:
     if image.pixel_mode == "binarize":
         return -log_px / (d * math.log(2))
     return None
+
+
+def log_likelihood_two_level(x: np.ndarray, q1: tuple[np.ndarray, np.ndarray], q2: tuple[np.ndarray, np.ndarray],
+                             prior: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                             decode: Callable[[np.ndarray], np.ndarray], lik: LikelihoodSpec, k: int,
+                             seed: int | None, chunk: int = 256) -> LogLikelihood:
+    """The two-level model z2 -> z1 -> x, proposal q(z1|x) q(z2|x):
+    log w = log Pr(x|z1) + log Pr(z1|z2) + log Pr(z2) - log q(z1|x) - log q(z2|x).
+    eps = default_rng(seed).standard_normal((K, N, D1 + D2)): columns :D1 drive z1, the rest z2 (the same
+    contract as training/estimators.py). prior maps z2 (M, D2) float32 -> mean, logvar (M, D1) of Pr(z1|z2)."""
+    rng = np.random.default_rng(seed)
+    (mu1, lv1), (mu2, lv2) = ((m.astype(np.float64), v.astype(np.float64)) for m, v in (q1, q2))
+    n, d1 = mu1.shape
+    d2 = mu2.shape[1]
+    rows = []
+    for start in range(0, k, chunk):
+        kc = min(chunk, k - start)
+        eps = rng.standard_normal((kc, n, d1 + d2))
+        e1, e2 = eps[..., :d1], eps[..., d1:]
+        z1 = mu1 + np.exp(0.5 * lv1) * e1
+        z2 = mu2 + np.exp(0.5 * lv2) * e2
+        pm, plv = prior(z2.reshape(kc * n, d2).astype(np.float32))
+        pm, plv = pm.astype(np.float64).reshape(kc, n, d1), plv.astype(np.float64).reshape(kc, n, d1)
+        mean = decode(z1.reshape(kc * n, d1).astype(np.float32)).reshape(kc, n, *x.shape[1:])
+        log_p_z1 = -0.5 * np.sum(LOG_2PI + plv + (z1 - pm) ** 2 * np.exp(-plv), axis=-1)
+        log_p_z2 = -0.5 * np.sum(z2**2 + LOG_2PI, axis=-1)
+        log_q = (-0.5 * np.sum(LOG_2PI + lv1 + e1**2, axis=-1)) + (-0.5 * np.sum(LOG_2PI + lv2 + e2**2, axis=-1))
+        rows.append(log_px_given_z(x, mean, lik) + log_p_z1 + log_p_z2 - log_q)
+    lw = np.concatenate(rows, axis=0)
+    lse = logsumexp(lw, 0)
+    return LogLikelihood(lse - math.log(k), lw.mean(0), np.exp(2 * lse - logsumexp(2 * lw, 0)), k)

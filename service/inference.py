@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from service.estimators import LogLikelihood, log_likelihood
+from service.estimators import LogLikelihood, log_likelihood, log_likelihood_two_level
 from service.metrics import Metrics
 from service.registry import ServedModel
 
@@ -19,16 +19,27 @@ class Inference:
         self.metrics, self.loglik_batch_rows = metrics, loglik_batch_rows
 
     def _run(self, model: ServedModel, graph: str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        session = model.encoder if graph == "encoder" else model.decoder
+        session = {"encoder": model.encoder, "decoder": model.decoder, "prior": model.prior}[graph]
+        assert session is not None, f"{model.name} has no {graph} graph"
         started = time.perf_counter()
         out = session.run(None, feed)
         self.metrics.inference.labels(model.name, graph).observe(time.perf_counter() - started)
         return out
 
     def encode(self, model: ServedModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """x (N, C, H, W) float32 -> mu, logvar (N, D)."""
-        mu, logvar = self._run(model, "encoder", {"x": x})
+        """x (N, C, H, W) float32 -> mu, logvar (N, D) of q(z|x) (two-level models: of q(z1|x))."""
+        mu, logvar = self._run(model, "encoder", {"x": x})[:2]
         return mu, logvar
+
+    def encode_levels(self, model: ServedModel, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """[(mu, logvar)] per level: one for flat models, [(z1), (z2)] for two-level ones."""
+        out = self._run(model, "encoder", {"x": x})
+        return [(out[i], out[i + 1]) for i in range(0, len(out), 2)]
+
+    def prior(self, model: ServedModel, z2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pr(z1|z2) of a two-level model: z2 (N, D2) -> mean, logvar (N, D1)."""
+        m, logvar = self._run(model, "prior", {"z2": np.ascontiguousarray(z2, dtype=np.float32)})
+        return m, logvar
 
     def decode(self, model: ServedModel, z: np.ndarray) -> np.ndarray:
         """z (N, D) float32 -> the likelihood's mean (N, C, H, W)."""
@@ -51,7 +62,13 @@ class Inference:
     def sample(self, model: ServedModel, n: int, seed: int, temperature: float, noise: bool) -> np.ndarray:
         """z ~ Norm[0, temperature^2 I], decoded; with noise, x ~ Pr(x|z). Same seed, same images."""
         rng = np.random.default_rng(seed)
-        z = temperature * rng.standard_normal((n, model.manifest.latent_dim))
+        hierarchy = model.manifest.hierarchy
+        if hierarchy is None:
+            z = temperature * rng.standard_normal((n, model.manifest.latent_dim))
+        else:  # through both levels: z2 ~ Norm[0, t^2 I], z1 ~ Norm[m(z2), t^2 s^2(z2)]
+            d1, d2 = hierarchy.latent_dims
+            m, logvar = self.prior(model, temperature * rng.standard_normal((n, d2)))
+            z = m + temperature * np.exp(0.5 * logvar) * rng.standard_normal((n, d1))
         mean = self.decode(model, z)
         return self.observe(model, mean, seed + 1) if noise else mean
 
@@ -83,7 +100,11 @@ class Inference:
         return self.decode(model, mu)
 
     def log_likelihood(self, model: ServedModel, x: np.ndarray, k: int, seed: int) -> LogLikelihood:
-        mu, logvar = self.encode(model, x)
         chunk = max(1, self.loglik_batch_rows // len(x))  # samples per decoder pass; results do not depend on it
-        return log_likelihood(x, mu, logvar, lambda z: self.decode(model, z), model.manifest.likelihood, k, seed,
-                              chunk)
+        levels = self.encode_levels(model, x)
+        lik = model.manifest.likelihood
+        if model.manifest.hierarchy is not None:
+            return log_likelihood_two_level(x, levels[0], levels[1], lambda z2: self.prior(model, z2),
+                                            lambda z: self.decode(model, z), lik, k, seed, chunk)
+        mu, logvar = levels[0]
+        return log_likelihood(x, mu, logvar, lambda z: self.decode(model, z), lik, k, seed, chunk)

@@ -25,6 +25,7 @@ MANIFEST_FILE = "manifest.json"
 ENCODER_FILE = "encoder.onnx"
 ATTRIBUTES_FILE = "attributes.json"
 DECODER_FILE = "decoder.onnx"
+PRIOR_FILE = "prior.onnx"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
 BITS_PER_DIM_CONVENTION = (
@@ -75,6 +76,15 @@ class GraphSpec(_Strict):
     inputs: dict[str, list[str | int]]  # name -> shape, "N" the dynamic batch axis
     outputs: dict[str, list[str | int]]
     opset: int
+
+
+class HierarchySpec(_Strict):
+    """A two-level model z2 -> z1 -> x (training/hierarchical.py). The encoder then also outputs mu2 and
+    logvar2 (N, D2) of q(z2|x); prior.onnx maps z2 (N, D2) to prior_mu, prior_logvar (N, D1) of Pr(z1|z2);
+    Pr(z2) = Norm[0, I]. The decoder reads z1 (latent_dim = D1)."""
+
+    latent_dims: list[int]  # [D1, D2]
+    prior: GraphSpec
 
 
 class TrainingSpec(_Strict):
@@ -133,6 +143,7 @@ class Manifest(_Strict):
     training: TrainingSpec
     metrics: MetricsSpec | None = None
     attributes: AttributesSpec | None = None
+    hierarchy: HierarchySpec | None = None  # None: the flat model, prior Norm[0, I] on z
     files: dict[str, FileSpec]  # every file of the folder but the manifest, with its hash
 
     def to_json(self) -> str:
@@ -171,7 +182,8 @@ def load_manifest(folder: str | Path, verify: bool = True) -> Manifest:
 
 
 def verify_files(folder: Path, manifest: Manifest) -> None:
-    for graph in (manifest.encoder, manifest.decoder):
+    graphs = [manifest.encoder, manifest.decoder] + ([manifest.hierarchy.prior] if manifest.hierarchy else [])
+    for graph in graphs:
         if graph.file not in manifest.files:
             raise ManifestError(f"{folder}: {graph.file} is not listed in the manifest's files")
     for name, spec in manifest.files.items():

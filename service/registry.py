@@ -35,6 +35,7 @@ class ServedModel:
     decoder: ort.InferenceSession
     # Resynthesis: attribute name -> mean posterior latent (D,), from attributes.json.
     attributes: dict[str, np.ndarray] = field(default_factory=dict)
+    prior: ort.InferenceSession | None = None  # two-level models: z2 -> Pr(z1|z2)
 
     @property
     def providers(self) -> list[str]:
@@ -75,18 +76,19 @@ def session_options(settings: Settings) -> ort.SessionOptions:
 def load_model(folder: Path, providers: list[str], settings: Settings) -> ServedModel:
     manifest = load_manifest(folder)  # schema and sha256 of every file
     opts = session_options(settings)
-    sessions = [ort.InferenceSession(str(folder / g.file), sess_options=opts, providers=providers)
-                for g in (manifest.encoder, manifest.decoder)]
+    graphs = [manifest.encoder, manifest.decoder] + ([manifest.hierarchy.prior] if manifest.hierarchy else [])
+    sessions = [ort.InferenceSession(str(folder / g.file), sess_options=opts, providers=providers) for g in graphs]
     if CUDA in providers and settings.provider_list() is not None:
         for s in sessions:
             if CUDA not in s.get_providers():  # onnxruntime falls back to CPU silently when CUDA fails
                 raise StartupError(f"{folder}: CUDA was asked for but the session runs on {s.get_providers()}")
-    for graph, s in zip((manifest.encoder, manifest.decoder), sessions, strict=True):
+    for graph, s in zip(graphs, sessions, strict=True):
         names = ([i.name for i in s.get_inputs()], [o.name for o in s.get_outputs()])
         if names != (list(graph.inputs), list(graph.outputs)):
             raise ValueError(f"{folder / graph.file}: graph has inputs/outputs {names}, manifest says "
                              f"{list(graph.inputs)}/{list(graph.outputs)}")
-    return ServedModel(manifest.name, folder, manifest, sessions[0], sessions[1], load_attributes(folder, manifest))
+    return ServedModel(manifest.name, folder, manifest, sessions[0], sessions[1], load_attributes(folder, manifest),
+                       sessions[2] if manifest.hierarchy else None)
 
 
 def load_attributes(folder: Path, manifest: Manifest) -> dict[str, np.ndarray]:

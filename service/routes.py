@@ -26,6 +26,7 @@ from service.schemas import (
     EncodeResponse,
     ImagesRequest,
     ImagesResponse,
+    LatentLevel,
     LogLikelihoodResponse,
     LogLikelihoodResult,
     ModelInfo,
@@ -243,18 +244,22 @@ def build_router(settings: Settings) -> APIRouter:
     async def encode(request: Request, model: ModelDep, resize: Resize = None, seed: Seed = None,
                      samples: Annotated[int | None, Query(ge=0, le=s.max_encode_samples,
                                                           description="z draws per image")] = None) -> EncodeResponse:
-        """Posterior mean and log-variance of q(z|x) per image (and z draws if samples > 0)."""
+        """Posterior mean and log-variance of q(z|x) per image (and z draws if samples > 0); two-level models
+        also give every level (`levels`: z1, then z2)."""
         inputs = await read_inputs(request, model, s, resize)
         n_draws, field = pick("samples", samples, inputs.body, 0)
         in_range(n_draws, field, 0, s.max_encode_samples)
         seed_value = seed_option(seed, inputs.body) if n_draws else None
         inference = vae_state(request).inference
-        mu, logvar = await run_in_threadpool(inference.encode, model, inputs.x)
+        levels = await run_in_threadpool(inference.encode_levels, model, inputs.x)
+        mu, logvar = levels[0]
         draws = inference.draw_latents(mu, logvar, n_draws, seed_value) if n_draws else None
         count_images(request, "/encode", model, len(mu))
         return EncodeResponse(model=model.name, latent_dim=mu.shape[1], seed=seed_value, results=[
             EncodedImage(index=i, mean=mu[i].tolist(), logvar=logvar[i].tolist(),
-                         z=draws[i].tolist() if draws is not None else None, conversion=inputs.conversions[i])
+                         z=draws[i].tolist() if draws is not None else None, conversion=inputs.conversions[i],
+                         levels=[LatentLevel(name=f"z{j + 1}", mean=m[i].tolist(), logvar=v[i].tolist())
+                                 for j, (m, v) in enumerate(levels)] if len(levels) > 1 else None)
             for i in range(len(mu))])
 
     @router.post("/decode", tags=["inference"], responses=PNG_RESPONSE, response_model=ImagesResponse,

@@ -65,12 +65,19 @@ class DecodeRequest(BaseModel):
     include_arrays: bool | None = None
 
 
+class LatentLevel(BaseModel):
+    name: str = Field(description="z1 (read by the decoder), z2 (the top level)")
+    mean: list[float]
+    logvar: list[float]
+
+
 class EncodedImage(BaseModel):
     index: int
     mean: list[float] = Field(description="posterior mean mu of q(z|x)")
     logvar: list[float] = Field(description="posterior log-variance of q(z|x)")
     z: list[list[float]] | None = Field(None, description="draws z = mu + exp(logvar / 2) * eps, if samples > 0")
     conversion: dict[str, Any]
+    levels: list[LatentLevel] | None = Field(None, description="two-level models: q(z1|x) and q(z2|x)")
 
 
 class EncodeResponse(BaseModel):

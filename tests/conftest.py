@@ -23,3 +23,13 @@ def trained_digits(tmp_path_factory) -> Path:
     from training.trainer import train
 
     return train(digits_config(tmp_path_factory.mktemp("digits_run"), epochs=4))
+
+
+@pytest.fixture(scope="session")
+def two_level_digits(tmp_path_factory) -> Path:
+    """Checkpoint of a short run of the two-level (hierarchical-prior) model on the digits."""
+    from training.trainer import train
+
+    cfg = digits_config(tmp_path_factory.mktemp("two_level_run"), epochs=4)
+    cfg.model.hierarchy, cfg.model.latent_dim2, cfg.model.prior_hidden = "two-level", 3, (32,)
+    return train(cfg)

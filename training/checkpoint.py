@@ -11,7 +11,7 @@ import torch
 
 from training.config import RunConfig
 from training.data import ImageData
-from training.models import VAE
+from training.models import VAE, build_model
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Checkpoint:
         return RunConfig.from_dict(self.config)
 
     def build_model(self) -> VAE:
-        model = VAE(self.run_config.model, self.data.shape)
+        model = build_model(self.run_config.model, self.data.shape)
         model.load_state_dict(self.model_state)
         return model.eval()
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-DatasetName = Literal["fashion-mnist", "digits", "folder"]
+DatasetName = Literal["fashion-mnist", "digits", "folder", "shapes"]
 Arch = Literal["mlp", "conv"]
 LikelihoodName = Literal["gaussian", "bernoulli"]
 
@@ -36,6 +36,13 @@ class DataConfig:
     # Share held out as the test split where the data has no split of its own (digits, a folder
     # without train/ and test/ sub-folders); the hold-out is a fixed permutation (seed 0).
     test_fraction: float = 0.2
+    # Generated binary shapes with known factors (training/shapes.py): the split sizes, drawn without
+    # replacement from the 73,728 factor combinations and disjoint; the image side in pixels; the seed
+    # that fixes which combinations each split holds.
+    shapes_train: int = 20000
+    shapes_test: int = 2000
+    shapes_size: int = 32
+    shapes_seed: int = 0
 
 
 @dataclass
@@ -55,6 +62,11 @@ class ModelConfig:
     mean_activation: Literal["sigmoid", "identity"] = "sigmoid"
     # Lower bound on a learned sigma: keeps the density finite on near-constant pixels.
     sigma_min: float = 1e-3
+    # "two-level": z2 -> z1 -> x with a learned conditional prior Pr(z1|z2) (training/hierarchical.py);
+    # latent_dim is z1's size (what the decoder reads), latent_dim2 z2's, prior_hidden the prior net's widths.
+    hierarchy: Literal["flat", "two-level"] = "flat"
+    latent_dim2: int = 8
+    prior_hidden: tuple[int, ...] = (256,)
     # Encoder log-variance is clamped to this range so exp() never over/underflows.
     logvar_min: float = -12.0
     logvar_max: float = 8.0

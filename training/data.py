@@ -1,7 +1,8 @@
 """Datasets as in-memory integer pixel tensors, and their conversion to the model's [0, 1] values.
 
 Sources: Fashion-MNIST from IDX files (Debian's `dataset-fashion-mnist`), scikit-learn's bundled 8x8
-digits, or a folder of the user's own PNG/JPEG images. Every source gives an `ImageData` holding
+digits, a folder of the user's own PNG/JPEG images, or generated binary shapes with known generating
+factors (training/shapes.py, for disentanglement metrics). Every source gives an `ImageData` holding
 integer pixel levels k in {0, ..., levels - 1}; `to_unit` maps them to model inputs:
   - dequantized (continuous models):  x = (k + u) / levels,  u ~ U[0, 1)   (Theis et al. 2016)
   - plain:                            x = k / (levels - 1)
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import gzip
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +41,13 @@ class DatasetNotFoundError(FileNotFoundError):
 class ImageData:
     images: torch.Tensor  # (N, C, H, W) uint8 pixel levels
     labels: torch.Tensor  # (N,) int64, -1 where unlabelled
-    levels: int  # number of pixel levels: 256 for 8-bit images, 17 for the digits
+    levels: int  # number of pixel levels: 256 for 8-bit images, 17 for the digits, 2 for binary shapes
     class_names: tuple[str, ...]
     name: str
+    # The generating factors of each image, (N, K) int64 value indices, where the data has them (shapes);
+    # disentanglement metrics compare them with the codes. Subsets must index them with the images.
+    factors: torch.Tensor | None = None
+    factor_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -55,7 +60,12 @@ class ImageData:
     def head(self, n: int) -> ImageData:
         if n <= 0 or n >= len(self):
             return self
-        return ImageData(self.images[:n], self.labels[:n], self.levels, self.class_names, self.name)
+        return self._subset(slice(0, n))
+
+    def _subset(self, idx: slice | torch.Tensor) -> ImageData:
+        """The images picked by `idx`, with their labels and factors."""
+        factors = None if self.factors is None else self.factors[idx]
+        return replace(self, images=self.images[idx], labels=self.labels[idx], factors=factors)
 
 
 def to_unit(
@@ -93,6 +103,10 @@ def load_dataset(cfg: DataConfig, split: str) -> ImageData:
         if not cfg.path:
             raise ValueError("data.path must name the image folder when data.dataset = 'folder'")
         data = load_image_folder(Path(cfg.path), cfg.channels, cfg.height, cfg.width, cfg.test_fraction, split)
+    elif cfg.dataset == "shapes":
+        from training.shapes import shapes_split  # imported here: shapes.py imports ImageData from this module
+
+        data = shapes_split(split, cfg.shapes_train, cfg.shapes_test, cfg.shapes_seed, cfg.shapes_size)
     else:
         raise ValueError(f"unknown dataset {cfg.dataset!r}")
     return data.head(cfg.limit_train if split == "train" else cfg.limit_test)
@@ -155,7 +169,7 @@ def _holdout(data: ImageData, test_fraction: float, split: str) -> ImageData:
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
     n_test = int(round(len(data) * test_fraction))
     idx = order[:n_test] if split == "test" else order[n_test:]
-    return ImageData(data.images[idx], data.labels[idx], data.levels, data.class_names, data.name)
+    return data._subset(idx)
 
 
 def load_image_folder(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from training.distributions import DiagonalGaussian
+from training.hierarchical import TwoLevelVAE
 from training.models import VAE
 
 
@@ -53,11 +54,23 @@ def elbo_from_parts(log_px_given_z: torch.Tensor, q: DiagonalGaussian, beta: flo
 
 
 def elbo(
-    model: VAE, x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None
+    model: VAE | TwoLevelVAE, x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None
 ) -> ElboParts:
-    """One-sample ELBO of images x (N, C, H, W) under `model`."""
+    """One-sample ELBO of images x (N, C, H, W) under `model` (flat or two-level)."""
+    if isinstance(model, TwoLevelVAE):
+        return elbo_two_level(model, x, beta, generator)
     q = model.encode(x)
     z = q.rsample(generator)  # (N, D)
     parts = elbo_from_parts(model.likelihood.log_prob(x, model.decode_logits(z)), q, beta)
     parts.num_dims = x[0].numel()
     return parts
+
+
+def elbo_two_level(model: TwoLevelVAE, x: torch.Tensor, beta: float = 1.0,
+                   generator: torch.Generator | None = None) -> ElboParts:
+    """ELBO of the two-level model (training/hierarchical.py): one draw of (z1, z2), KLs in closed form."""
+    q1, q2 = model.encode_levels(x)
+    z1, z2 = q1.rsample(generator), q2.rsample(generator)
+    rec = model.likelihood.log_prob(x, model.decode_logits(z1))
+    kl = model.kl_terms(q1, q2, z2)
+    return ElboParts(reconstruction=rec, kl=kl, elbo=rec - kl, objective=rec - beta * kl, num_dims=x[0].numel())

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from training.distributions import standard_normal_log_density
+from training.hierarchical import TwoLevelVAE
 from training.models import VAE
 
 
@@ -46,10 +47,12 @@ class LogLikelihood:
 
 
 @torch.no_grad()
-def log_weights(model: VAE, x: torch.Tensor, k: int, chunk: int = 256,
+def log_weights(model: VAE | TwoLevelVAE, x: torch.Tensor, k: int, chunk: int = 256,
                 rng: np.random.Generator | None = None) -> torch.Tensor:
     """log Pr(x|z_k) + log Pr(z_k) - log q(z_k|x) for K draws per image: (K, N) float64."""
     rng = rng if rng is not None else np.random.default_rng()
+    if isinstance(model, TwoLevelVAE):
+        return _two_level_log_weights(model, x, k, chunk, rng)
     q64 = model.encode(x).to(torch.float64)
     x64 = x.to(torch.float64)
     rows = []
@@ -64,7 +67,23 @@ def log_weights(model: VAE, x: torch.Tensor, k: int, chunk: int = 256,
     return torch.cat(rows, 0)
 
 
-def log_likelihood(model: VAE, x: torch.Tensor, k: int, chunk: int = 256,
+def _two_level_log_weights(model: TwoLevelVAE, x: torch.Tensor, k: int, chunk: int,
+                           rng: np.random.Generator) -> torch.Tensor:
+    """The same for z = (z1, z2): eps (K, N, D1 + D2), its first D1 columns drive z1, the rest z2;
+    log w = log Pr(x|z1) + log Pr(z1|z2) + log Pr(z2) - log q(z1|x) - log q(z2|x)."""
+    q1, q2 = (q.to(torch.float64) for q in model.encode_levels(x))
+    d1 = model.latent_dim
+    x64 = x.to(torch.float64)
+    rows = []
+    for start in range(0, k, chunk):
+        kc = min(chunk, k - start)
+        eps = torch.from_numpy(rng.standard_normal((kc, x.shape[0], d1 + model.latent_dim2)))
+        z1, z2 = q1.mu + q1.std * eps[..., :d1], q2.mu + q2.std * eps[..., d1:]
+        rows.append(model.log_joint_minus_q(x64, q1, q2, z1, z2))
+    return torch.cat(rows, 0)
+
+
+def log_likelihood(model: VAE | TwoLevelVAE, x: torch.Tensor, k: int, chunk: int = 256,
                    rng: np.random.Generator | None = None) -> LogLikelihood:
     """Importance-sampled log Pr(x) for images x (N, C, H, W), K samples each, in float64."""
     if k < 1:

@@ -27,9 +27,11 @@ from service.manifest import (
     DECODER_FILE,
     ENCODER_FILE,
     MANIFEST_FILE,
+    PRIOR_FILE,
     AttributesSpec,
     FileSpec,
     GraphSpec,
+    HierarchySpec,
     ImageSpec,
     LikelihoodSpec,
     Manifest,
@@ -40,6 +42,7 @@ from service.manifest import (
 from training.attributes import Attributes
 from training.checkpoint import Checkpoint
 from training.evaluate import EvalReport
+from training.hierarchical import TwoLevelVAE
 from training.models import VAE
 
 OPSET = 17
@@ -57,9 +60,24 @@ class EncoderGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if isinstance(self.model, TwoLevelVAE):  # + mu2, logvar2 (N, D2) of q(z2|x)
+            q1, q2 = self.model.encode_levels(x)
+            return q1.mu, q1.logvar, q2.mu, q2.logvar
         q = self.model.encode(x)
         return q.mu, q.logvar
+
+
+class PriorGraph(nn.Module):
+    """Two-level models: z2 (N, D2) -> prior_mu, prior_logvar (N, D1) of Pr(z1|z2)."""
+
+    def __init__(self, model: TwoLevelVAE):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.model.prior(z2)
+        return p.mu, p.logvar
 
 
 class DecoderGraph(nn.Module):
@@ -115,6 +133,13 @@ def build_manifest(ckpt: Checkpoint, model: VAE, name: str, files: dict[str, Fil
     cfg, info = ckpt.run_config, ckpt.data
     c, h, w = info.shape
     d = model.latent_dim
+    hierarchy, level2 = None, {}
+    if isinstance(model, TwoLevelVAE):
+        d2 = model.latent_dim2
+        level2 = {"mu2": ["N", d2], "logvar2": ["N", d2]}
+        hierarchy = HierarchySpec(latent_dims=[d, d2], prior=GraphSpec(
+            file=PRIOR_FILE, inputs={"z2": ["N", d2]}, outputs={"prior_mu": ["N", d], "prior_logvar": ["N", d]},
+            opset=OPSET))
     metrics = None
     if report is not None:
         metrics = MetricsSpec(
@@ -131,7 +156,7 @@ def build_manifest(ckpt: Checkpoint, model: VAE, name: str, files: dict[str, Fil
         likelihood=LikelihoodSpec(type=cfg.model.likelihood, sigma=model.likelihood.sigma,
                                   learned_sigma=cfg.model.likelihood == "gaussian" and cfg.model.learn_sigma),
         encoder=GraphSpec(file=ENCODER_FILE, inputs={"x": ["N", c, h, w]},
-                          outputs={"mu": ["N", d], "logvar": ["N", d]}, opset=OPSET),
+                          outputs={"mu": ["N", d], "logvar": ["N", d], **level2}, opset=OPSET),
         decoder=GraphSpec(file=DECODER_FILE, inputs={"z": ["N", d]}, outputs={"mean": ["N", c, h, w]}, opset=OPSET),
         training=TrainingSpec(
             dataset=info.dataset, num_train=info.num_train, num_test=info.num_test,
@@ -139,6 +164,7 @@ def build_manifest(ckpt: Checkpoint, model: VAE, name: str, files: dict[str, Fil
             seconds=sum(row.get("epoch_seconds", 0.0) for row in ckpt.history) or None, config=cfg.to_dict(),
         ),
         metrics=metrics,
+        hierarchy=hierarchy,
         files=files,
     )
 
@@ -166,8 +192,13 @@ def export_model(ckpt: Checkpoint, out_root: Path, name: str, report: EvalReport
     out_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
-        graphs = [(EncoderGraph(model), x, ENCODER_FILE, "x", ["mu", "logvar"]),
+        two_level = isinstance(model, TwoLevelVAE)
+        graphs = [(EncoderGraph(model), x, ENCODER_FILE, "x", ["mu", "logvar"] + (["mu2", "logvar2"] if two_level
+                                                                                else [])),
                   (DecoderGraph(model), z, DECODER_FILE, "z", ["mean"])]
+        if two_level:
+            z2 = torch.randn((7, model.latent_dim2), generator=gen)
+            graphs.append((PriorGraph(model), z2, PRIOR_FILE, "z2", ["prior_mu", "prior_logvar"]))
         for module, example, file, input_name, outputs in graphs:
             module.eval()
             export_graph(module, example, staging / file, input_name, outputs)
@@ -182,7 +213,7 @@ def export_model(ckpt: Checkpoint, out_root: Path, name: str, report: EvalReport
         meta = {"vae.format_version": str(draft.format_version), "vae.name": name,
                 "vae.latent_dim": str(draft.latent_dim), "vae.image": draft.image.model_dump_json(),
                 "vae.likelihood": draft.likelihood.model_dump_json(), "vae.prior": "standard_normal"}
-        for file in (ENCODER_FILE, DECODER_FILE):
+        for _, _, file, _, _ in graphs:
             add_metadata(staging / file, meta)
         files = {p.name: file_spec(p) for p in sorted(staging.iterdir()) if p.name != MANIFEST_FILE}
         manifest = build_manifest(ckpt, model, name, files, report, description).model_copy(

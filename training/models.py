@@ -127,3 +127,12 @@ class VAE(nn.Module):
         z = torch.randn((n, self.latent_dim), generator=generator)
         h = self.decode_logits(z)
         return self.likelihood.sample(h, generator) if noise else self.likelihood.mean(h)
+
+
+def build_model(cfg: ModelConfig, shape: ImageShape) -> nn.Module:
+    """The flat VAE, or the two-level one (cfg.hierarchy = "two-level")."""
+    if cfg.hierarchy == "two-level":
+        from training.hierarchical import TwoLevelVAE  # imports this module: keep the cycle out of import time
+
+        return TwoLevelVAE(cfg, shape)
+    return VAE(cfg, shape)

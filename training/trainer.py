@@ -24,7 +24,7 @@ from training.data import load_dataset, pixel_mode, to_unit
 from training.elbo import elbo
 from training.evaluate import evaluate_elbo
 from training.metrics_log import write_metrics
-from training.models import VAE
+from training.models import VAE, build_model
 from training.plots import plot_loss_curve
 
 
@@ -95,7 +95,7 @@ def train(cfg: RunConfig, resume: bool = False, stop_after: int | None = None) -
 
     torch.manual_seed(tc.seed)
     data_gen = torch.Generator().manual_seed(tc.seed + 1)
-    model = VAE(cfg.model, info.shape)
+    model = build_model(cfg.model, info.shape)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     state = TrainState()
     if resume:

@@ -13,10 +13,11 @@ from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = "digits-tiny"
+TWO_LEVEL = "digits-two-level"
 
 
 @pytest.fixture(scope="session")
-def model_dir(trained_digits, tmp_path_factory) -> Path:
+def model_dir(trained_digits, two_level_digits, tmp_path_factory) -> Path:
     from training.attributes import class_means
     from training.checkpoint import load_checkpoint
     from training.data import load_dataset
@@ -26,6 +27,7 @@ def model_dir(trained_digits, tmp_path_factory) -> Path:
     ckpt = load_checkpoint(trained_digits)
     attributes = class_means(ckpt.build_model(), load_dataset(ckpt.run_config.data, "train"), "dequantize")
     export_model(ckpt, root, DIGITS, attributes=attributes, directions={"one-to-seven": ("1", "7")})
+    export_model(load_checkpoint(two_level_digits), root, TWO_LEVEL)
     shutil.copytree(ROOT / "models" / "fashion-mnist", root / "fashion-mnist")
     return root
 

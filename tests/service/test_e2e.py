@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.service.conftest import DIGITS, ROOT
+from tests.service.conftest import DIGITS, ROOT, TWO_LEVEL
 
 EXAMPLE_PNG = (ROOT / "docs" / "example-ankle-boot.png").read_bytes()
 
@@ -55,7 +55,7 @@ def test_health_models_and_docs(server):
     assert server.get("/healthz").json() == {"status": "ok"}
     assert server.get("/readyz").json()["default"] == "fashion-mnist"
     models = server.get("/models").json()["models"]
-    assert {m["name"] for m in models} == {"fashion-mnist", DIGITS}
+    assert {m["name"] for m in models} == {"fashion-mnist", DIGITS, TWO_LEVEL}
     assert all(m["providers"] == ["CPUExecutionProvider"] for m in models)
     spec = server.get("/openapi.json").json()
     for path in ("/encode", "/decode", "/sample", "/loglik", "/reconstruct", "/models", "/metrics"):

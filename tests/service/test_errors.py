@@ -12,7 +12,7 @@ from PIL import Image
 
 from service.app import create_app
 from service.registry import StartupError
-from tests.service.conftest import DIGITS, make_settings, wait_ready
+from tests.service.conftest import DIGITS, TWO_LEVEL, make_settings, wait_ready
 
 
 def png(arr: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -52,7 +52,7 @@ CASES = [
      "content-type", ["multipart/form-data", "application/json"]),
     ("decode text body", lambda c: c.post("/decode", content=b"z", headers={"content-type": "text/plain"}), 415,
      "content-type", ["application/json"]),
-    ("unknown model", lambda c: c.get("/sample?model=nope"), 404, "query.model", [DIGITS, "fashion-mnist"]),
+    ("unknown model", lambda c: c.get("/sample?model=nope"), 404, "query.model", [DIGITS, TWO_LEVEL, "fashion-mnist"]),
     ("n too large", lambda c: c.get("/sample?n=65"), 422, "query.n", 64),
     ("n zero", lambda c: c.get("/sample?n=0"), 422, "query.n", 1),
     ("n not a number", lambda c: c.get("/sample?n=many"), 422, "query.n", None),

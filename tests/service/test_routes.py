@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.service.conftest import DIGITS, ROOT
+from tests.service.conftest import DIGITS, ROOT, TWO_LEVEL
 
 EXAMPLE_PNG = (ROOT / "docs" / "example-ankle-boot.png").read_bytes()
 
@@ -24,7 +24,7 @@ def test_health_ready_and_models(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["default"] == "fashion-mnist"
-    assert set(ready["models"]) == {"fashion-mnist", DIGITS}
+    assert set(ready["models"]) == {"fashion-mnist", DIGITS, TWO_LEVEL}
     models = client.get("/models").json()
     assert models["default"] == "fashion-mnist" and models["skipped"] == {}
     by_name = {m["name"]: m for m in models["models"]}
