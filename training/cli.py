@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", type=Path, help="eval.json to put in the manifest (default: beside the checkpoint)")
     _add_export_args(p)
 
+    for name, text in (("disentangle", "VAE vs beta-VAE vs beta-TCVAE on the generated shapes: MIG table, traversals"),
+                       ("figures", "the chapter's figures (mixture of Gaussians, ELBO gap, generation) as PNG")):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=f"see python -m training {name} --help")
+
     p = sub.add_parser("pipeline", help="train, evaluate and export in one command")
     _add_config_args(p)
     _add_eval_args(p)
@@ -165,6 +170,11 @@ def cmd_export(args: argparse.Namespace, checkpoint: Path, eval_path: Path | Non
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("disentangle", "figures"):  # commands with parsers of their own
+        from training import disentangle, figures
+
+        return {"disentangle": disentangle.main, "figures": figures.main}[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":

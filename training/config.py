@@ -84,6 +84,12 @@ class TrainConfig:
     grad_clip: float = 100.0
     # beta = 1 is the plain VAE; beta > 1 is the beta-VAE.
     beta: float = 1.0
+    # "tcvae": beta-TCVAE (training/tcvae.py), the KL split into index-code mutual information (weight
+    # tc_alpha), total correlation (tc_beta, the knob) and dimension-wise KL (tc_gamma); flat models only.
+    objective: Literal["elbo", "tcvae"] = "elbo"
+    tc_alpha: float = 1.0
+    tc_beta: float = 6.0
+    tc_gamma: float = 1.0
     # Linear KL warm-up from 0 to beta over this many steps (0: off).
     kl_warmup_steps: int = 0
     seed: int = 0

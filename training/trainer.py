@@ -21,11 +21,12 @@ from tqdm import tqdm
 from training.checkpoint import Checkpoint, DataInfo, load_checkpoint, save_checkpoint
 from training.config import RunConfig, TrainConfig
 from training.data import load_dataset, pixel_mode, to_unit
-from training.elbo import elbo
+from training.elbo import ElboParts, elbo
 from training.evaluate import evaluate_elbo
 from training.metrics_log import write_metrics
 from training.models import VAE, build_model
 from training.plots import plot_loss_curve
+from training.tcvae import TCVAEParts, tcvae_objective
 
 
 def learning_rate(step: int, total_steps: int, cfg: TrainConfig) -> float:
@@ -45,14 +46,28 @@ def kl_weight(step: int, cfg: TrainConfig) -> float:
     return cfg.beta * min(1.0, step / cfg.kl_warmup_steps)
 
 
+def objective(model: VAE, x: torch.Tensor, beta: float, tc: TrainConfig | None = None,
+              dataset_size: int = 1) -> ElboParts | TCVAEParts:
+    """The training objective of batch x: the (beta-weighted) ELBO, or beta-TCVAE's when tc.objective is
+    "tcvae" (its own weights; KL warm-up applies to the ELBO objective only)."""
+    if tc is None or tc.objective == "elbo":
+        return elbo(model, x, beta=beta)
+    if not isinstance(model, VAE):
+        raise ValueError("objective = 'tcvae' needs the flat model (hierarchy = 'flat')")
+    q = model.encode(x)
+    z = q.rsample()
+    log_px = model.likelihood.log_prob(x, model.decode_logits(z))
+    return tcvae_objective(log_px, z, q.mu, q.logvar, dataset_size, tc.tc_alpha, tc.tc_beta, tc.tc_gamma)
+
+
 def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, beta: float,
-               grad_clip: float) -> dict[str, float] | None:
-    """One Adam step on minus the (beta-weighted) ELBO of batch x (B, C, H, W).
+               grad_clip: float, tc: TrainConfig | None = None, dataset_size: int = 1) -> dict[str, float] | None:
+    """One Adam step on minus the training objective (see `objective`) of batch x (B, C, H, W).
 
     Returns the batch means (loss, elbo, reconstruction, kl), or None when the loss or the gradient
     norm is not finite: then the parameters are left as they were (the step is skipped).
     """
-    parts = elbo(model, x, beta=beta)
+    parts = objective(model, x, beta, tc, dataset_size)
     loss = parts.loss
     optimizer.zero_grad(set_to_none=True)
     if not torch.isfinite(loss):
@@ -125,7 +140,7 @@ def train(cfg: RunConfig, resume: bool = False, stop_after: int | None = None) -
             x = to_unit(train_data.images[idx], train_data.levels, mode, data_gen)  # (B, C, H, W)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(state.step, total_steps, tc)
-            step = train_step(model, optimizer, x, kl_weight(state.step, tc), tc.grad_clip)
+            step = train_step(model, optimizer, x, kl_weight(state.step, tc), tc.grad_clip, tc, len(train_data))
             state.step += 1
             if step is None:
                 state.skipped_steps += 1
