@@ -86,7 +86,8 @@ def map_pixels(k: np.ndarray, spec: ImageSpec) -> tuple[np.ndarray, str]:
     return (k / 255.0).astype(np.float32), "x = k / 255"
 
 
-def image_from_array(values: Any, field: str, spec: ImageSpec, resize: bool) -> tuple[np.ndarray, dict[str, Any]]:
+def image_from_array(values: Any, field: str, spec: ImageSpec, resize: bool, max_pixels: int
+                     ) -> tuple[np.ndarray, dict[str, Any]]:
     """Nested lists of values in [0, 1], H x W or C x H x W -> (C, H, W) float32."""
     try:
         arr = np.asarray(values, dtype=np.float32)
@@ -97,6 +98,8 @@ def image_from_array(values: Any, field: str, spec: ImageSpec, resize: bool) -> 
     if arr.ndim != 3 or arr.shape[0] not in (1, 3) or 0 in arr.shape:
         raise ApiError(422, field, f"array has shape {list(arr.shape)}; send H x W or C x H x W with C = 1 or 3",
                        [spec.channels, spec.height, spec.width])
+    if arr.shape[1] * arr.shape[2] > max_pixels:
+        raise ApiError(413, field, f"array is {arr.shape[1]}x{arr.shape[2]} pixels, over the limit", max_pixels)
     if not np.all(np.isfinite(arr)):
         raise ApiError(422, field, "array holds NaN or infinite values")
     if arr.min() < 0 or arr.max() > 1:

@@ -181,7 +181,7 @@ async def read_inputs(request: Request, model: ServedModel, settings: Settings, 
     xs, conversions = [], []
     for i, (kind, item) in enumerate(raw):
         if kind == "array":
-            x, conv = image_from_array(item, f"arrays[{i}]", spec, bool(resize_value))
+            x, conv = image_from_array(item, f"arrays[{i}]", spec, bool(resize_value), settings.max_image_pixels)
         else:
             data = decode_base64(item, f"images[{i}]") if kind == "base64" else item
             x, conv = image_from_bytes(data, f"images[{i}]", spec, bool(resize_value), settings.max_image_pixels)

@@ -58,13 +58,13 @@ class Result:
     active_dims: int  # latent dimensions with mean KL > 0.01 nats
 
 
-def run_config(variant: Variant, out: Path, epochs: int, seed: int, warmup_steps: int = 200) -> RunConfig:
+def run_config(variant: Variant, runs: Path, epochs: int, seed: int, warmup_steps: int = 200) -> RunConfig:
     return RunConfig(
         data=DataConfig(dataset="shapes", shapes_train=20000, shapes_test=2000),
         model=ModelConfig(arch="mlp", latent_dim=10, hidden=(512, 256), likelihood="bernoulli"),
         train=TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, lr_warmup_steps=warmup_steps, seed=seed,
                           beta=variant.beta, objective=variant.objective, tc_beta=variant.tc_beta,
-                          out_dir=str(out / "runs" / variant.name), progress=False),
+                          out_dir=str(runs / variant.name), progress=False),
     )
 
 
@@ -110,12 +110,14 @@ def to_markdown(results: list[Result], factor_names: tuple[str, ...]) -> str:
 
 
 def run(out: Path, epochs: int = 20, seed: int = 0, variants: tuple[Variant, ...] = VARIANTS,
-        data_overrides: dict | None = None, warmup_steps: int = 200) -> list[Result]:
+        data_overrides: dict | None = None, warmup_steps: int = 200, runs: Path = Path("runs/disentangle")
+        ) -> list[Result]:
+    """Train each variant (checkpoints under `runs`), assess it, write the table and grids to `out`."""
     out.mkdir(parents=True, exist_ok=True)
     results = []
     test = None
     for variant in variants:
-        cfg = run_config(variant, out, epochs, seed, warmup_steps)
+        cfg = run_config(variant, runs, epochs, seed, warmup_steps)
         for key, value in (data_overrides or {}).items():
             setattr(cfg.data, key, value)
         model = load_checkpoint(train(cfg)).build_model()

@@ -47,6 +47,8 @@ CASES = [
      "body", None),
     ("array out of range", lambda c: c.post("/encode", json={"arrays": [[[2.0]]]}), 422, "arrays[0]", [0, 1]),
     ("array wrong rank", lambda c: c.post("/encode", json={"arrays": [[1, 2, 3]]}), 422, "arrays[0]", [1, 28, 28]),
+    ("array too large", lambda c: c.post("/encode", json={"arrays": [np.zeros((500, 500)).tolist()]}), 413,
+     "arrays[0]", 200_000),
     ("ragged array", lambda c: c.post("/encode", json={"arrays": [[[0.1], [0.1, 0.2]]]}), 422, "arrays[0]", None),
     ("text body", lambda c: c.post("/encode", content=b"hello", headers={"content-type": "text/plain"}), 415,
      "content-type", ["multipart/form-data", "application/json"]),

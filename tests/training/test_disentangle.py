@@ -10,7 +10,8 @@ from training.disentangle import VARIANTS, run, to_markdown
 
 
 def test_disentangle_runs_all_three_objectives(tmp_path):
-    results = run(tmp_path, epochs=3, data_overrides={"shapes_train": 3000, "shapes_test": 400}, warmup_steps=10)
+    results = run(tmp_path, epochs=3, data_overrides={"shapes_train": 3000, "shapes_test": 400}, warmup_steps=10,
+                  runs=tmp_path / "runs")
     assert [r.variant for r in results] == ["vae", "beta-vae", "beta-tcvae"]
     for r in results:
         assert 0.0 <= r.mig <= 1.0 and set(r.mig_per_factor) == {"shape", "scale", "rotation", "pos_x", "pos_y"}
