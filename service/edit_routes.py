@@ -81,7 +81,7 @@ def build_edit_router(settings: Settings) -> APIRouter:
         images, z = await run_in_threadpool(vae_state(request).inference.resynthesize, model, inputs.x, vector,
                                             float(amount))
         count_images(request, "/resynthesize", model, len(images))
-        response = images_response(model, images, format_option(format, body),
+        response = await images_response(model, images, format_option(format, body),
                                    bool_option("include_arrays", include_arrays, body), None, inputs.conversions)
         if isinstance(response, ImagesResponse):
             response.z = z.round(6).tolist()
@@ -119,7 +119,7 @@ def build_edit_router(settings: Settings) -> APIRouter:
         images, z = await run_in_threadpool(vae_state(request).inference.interpolate, model, ends[0], ends[1],
                                             int(n_steps), how)
         count_images(request, "/interpolate", model, len(images))
-        response = images_response(model, images, format_option(format, body),
+        response = await images_response(model, images, format_option(format, body),
                                    bool_option("include_arrays", include_arrays, body), None, ncols=len(images))
         if isinstance(response, ImagesResponse):
             response.z = z.round(6).tolist()

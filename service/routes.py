@@ -14,11 +14,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import ApiError
 from service.estimators import bits_per_dim
 from service.images import decode_base64, grid, image_from_array, image_from_bytes, png_base64, png_bytes
-from service.manifest import BITS_PER_DIM_CONVENTION
+from service.manifest import BITS_PER_DIM_CONVENTION, ImageSpec
 from service.registry import Registry, ServedModel
 from service.schemas import (
     DecodeRequest,
@@ -156,7 +157,12 @@ async def read_inputs(request: Request, model: ServedModel, settings: Settings, 
     ctype = media_type(request)
     body: ImagesRequest | None = None
     if ctype == "multipart/form-data":
-        form = await request.form(max_files=settings.max_images + 1, max_fields=settings.max_images + 16)
+        try:
+            form = await request.form(max_files=settings.max_images, max_fields=settings.max_images + 16)
+        except StarletteHTTPException as exc:  # Starlette's multipart parser: too many parts or malformed
+            too_many = "too many" in str(exc.detail).lower()
+            raise ApiError(422 if too_many else 400, "images", f"multipart body refused: {exc.detail}",
+                           settings.max_images if too_many else None) from exc
         files = form.getlist("images")
         if any(not isinstance(f, UploadFile) for f in files):
             raise ApiError(422, "images", "form field images must carry files")
@@ -178,21 +184,35 @@ async def read_inputs(request: Request, model: ServedModel, settings: Settings, 
     resize_value, field = pick("resize", resize, body, True)
     if not isinstance(resize_value, bool):
         raise ApiError(422, field, f"must be true or false, got {resize_value!r}")
+    # Decoding and resizing are CPU work: off the event loop.
+    x, conversions = await run_in_threadpool(convert_inputs, raw, spec, resize_value, settings.max_image_pixels)
+    return Inputs(x, conversions, body)
+
+
+def convert_inputs(raw: list[tuple[str, Any]], spec: ImageSpec, resize: bool, max_pixels: int
+                   ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """(kind, payload) pairs -> model inputs (N, C, H, W) float32 and the conversion applied to each."""
     xs, conversions = [], []
     for i, (kind, item) in enumerate(raw):
         if kind == "array":
-            x, conv = image_from_array(item, f"arrays[{i}]", spec, bool(resize_value), settings.max_image_pixels)
+            x, conv = image_from_array(item, f"arrays[{i}]", spec, resize, max_pixels)
         else:
             data = decode_base64(item, f"images[{i}]") if kind == "base64" else item
-            x, conv = image_from_bytes(data, f"images[{i}]", spec, bool(resize_value), settings.max_image_pixels)
+            x, conv = image_from_bytes(data, f"images[{i}]", spec, resize, max_pixels)
         xs.append(x)
         conversions.append(conv)
-    return Inputs(np.stack(xs), conversions, body)
+    return np.stack(xs), conversions
 
 
-def images_response(model: ServedModel, images: np.ndarray, fmt: str, include_arrays: bool, seed: int | None,
-                    conversions: list[dict[str, Any]] | None = None, ncols: int | None = None
-                    ) -> Response | ImagesResponse:
+async def images_response(model: ServedModel, images: np.ndarray, fmt: str, include_arrays: bool, seed: int | None,
+                          conversions: list[dict[str, Any]] | None = None, ncols: int | None = None
+                          ) -> Response | ImagesResponse:
+    """JSON with base64 PNGs, or one PNG; the PNG encoding runs off the event loop."""
+    return await run_in_threadpool(encode_images, model, images, fmt, include_arrays, seed, conversions, ncols)
+
+
+def encode_images(model: ServedModel, images: np.ndarray, fmt: str, include_arrays: bool, seed: int | None,
+                  conversions: list[dict[str, Any]] | None, ncols: int | None) -> Response | ImagesResponse:
     if fmt == "png":
         return Response(png_bytes(grid(images, ncols) if len(images) > 1 else images[0]), media_type="image/png")
     return ImagesResponse(
@@ -278,7 +298,7 @@ def build_router(settings: Settings) -> APIRouter:
         mean = await run_in_threadpool(inference.decode, model, z.astype(np.float32))
         images = inference.observe(model, mean, seed_value) if seed_value is not None else mean
         count_images(request, "/decode", model, len(images))
-        return images_response(model, images, format_option(format, body),
+        return await images_response(model, images, format_option(format, body),
                                bool_option("include_arrays", include_arrays, body), seed_value)
 
     @router.get("/sample", tags=["inference"], responses=PNG_RESPONSE, response_model=ImagesResponse)
@@ -294,7 +314,7 @@ def build_router(settings: Settings) -> APIRouter:
         seed_value = seed_option(seed, None)
         images = await run_in_threadpool(vae_state(request).inference.sample, model, n, seed_value, temperature, noise)
         count_images(request, "/sample", model, n)
-        return images_response(model, images, format, include_arrays, seed_value)
+        return await images_response(model, images, format, include_arrays, seed_value)
 
     @router.post("/loglik", tags=["inference"], openapi_extra={"requestBody": images_openapi_body()})
     async def loglik(request: Request, model: ModelDep, resize: Resize = None, seed: Seed = None,
@@ -324,7 +344,7 @@ def build_router(settings: Settings) -> APIRouter:
         inputs = await read_inputs(request, model, s, resize)
         images = await run_in_threadpool(vae_state(request).inference.reconstruct, model, inputs.x)
         count_images(request, "/reconstruct", model, len(images))
-        return images_response(model, images, format_option(format, inputs.body),
+        return await images_response(model, images, format_option(format, inputs.body),
                                bool_option("include_arrays", include_arrays, inputs.body), None, inputs.conversions)
 
     return router
