@@ -39,7 +39,7 @@ class AppState:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.metrics = Metrics()
-        self.inference = Inference(self.metrics, settings.loglik_batch_rows)
+        self.inference = Inference(self.metrics, settings)
         self.registry: Registry | None = None  # None until loading is done (/readyz answers 503)
         self.startup_error: str | None = None
         self.on_fatal: Callable[[], None] | None = None  # set by python -m service: stop the server
@@ -149,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.loader = asyncio.create_task(state.load())
         yield
         state.loader.cancel()
+        state.inference.close()
 
     app = FastAPI(title="VAE service", version="0.1.0", lifespan=lifespan,
                   description="Variational autoencoders (Prince, Understanding Deep Learning, ch. 17) over "

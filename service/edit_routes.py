@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from service.errors import ApiError
 from service.registry import ServedModel
@@ -78,8 +77,10 @@ def build_edit_router(settings: Settings) -> APIRouter:
                                      pick("direction", direction, body, None)[0], body)
         amount, field = pick("strength", strength, body, 1.0)
         in_range(amount, field, -s.max_strength, s.max_strength)
-        images, z = await run_in_threadpool(vae_state(request).inference.resynthesize, model, inputs.x, vector,
-                                            float(amount))
+        inference = vae_state(request).inference
+        mu, _ = await inference.encode_async(model, inputs.x)
+        z = mu + float(amount) * vector[None, :]  # (N, D)
+        images = await inference.decode_async(model, z)
         count_images(request, "/resynthesize", model, len(images))
         response = await images_response(model, images, format_option(format, body),
                                    bool_option("include_arrays", include_arrays, body), None, inputs.conversions)
@@ -109,15 +110,16 @@ def build_edit_router(settings: Settings) -> APIRouter:
             body = inputs.body
             if len(inputs.x) != 2:
                 raise ApiError(422, "images", f"give exactly 2 images, got {len(inputs.x)}", 2)
-            mu, _ = await run_in_threadpool(vae_state(request).inference.encode, model, inputs.x)
+            mu, _ = await vae_state(request).inference.encode_async(model, inputs.x)
             ends = mu.astype(np.float64)
         n_steps, field = pick("steps", steps, body, 8)
         in_range(n_steps, field, 2, s.max_steps)
         how, field = pick("method", method, body, "linear")
         if how not in ("linear", "slerp"):
             raise ApiError(422, field, f"must be linear or slerp, got {how!r}", ["linear", "slerp"])
-        images, z = await run_in_threadpool(vae_state(request).inference.interpolate, model, ends[0], ends[1],
-                                            int(n_steps), how)
+        inference = vae_state(request).inference
+        z = inference.latent_path(ends[0], ends[1], int(n_steps), how)
+        images = await inference.decode_async(model, z)
         count_images(request, "/interpolate", model, len(images))
         response = await images_response(model, images, format_option(format, body),
                                    bool_option("include_arrays", include_arrays, body), None, ncols=len(images))

@@ -1,6 +1,8 @@
 """The inference layer: numpy in, numpy out, over a ServedModel's shared onnxruntime sessions.
 
-Everything here is blocking; routes call it from a worker thread (onnxruntime releases the GIL).
+The plain methods block; routes call them from a worker thread (onnxruntime releases the GIL). The
+`*_async` methods go through the dynamic batcher of their (model, graph) when batching is on, so that
+concurrent small requests share one onnxruntime call (service/batching.py), else through a worker thread.
 """
 
 from __future__ import annotations
@@ -8,15 +10,55 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
+from service.batching import Batcher
 from service.estimators import LogLikelihood, log_likelihood, log_likelihood_two_level
 from service.metrics import Metrics
 from service.registry import ServedModel
+from service.settings import Settings
+
+INPUT_NAMES = {"encoder": "x", "decoder": "z", "prior": "z2"}
 
 
 class Inference:
-    def __init__(self, metrics: Metrics, loglik_batch_rows: int):
-        self.metrics, self.loglik_batch_rows = metrics, loglik_batch_rows
+    def __init__(self, metrics: Metrics, settings: Settings):
+        self.metrics, self.loglik_batch_rows = metrics, settings.loglik_batch_rows
+        self.batching, self.batch_max_rows = settings.batching, settings.batch_max_rows
+        self.batch_max_delay = settings.batch_max_delay_ms / 1000
+        self.batchers: dict[tuple[str, str], Batcher] = {}
+
+    async def run_async(self, model: ServedModel, graph: str, rows: np.ndarray) -> list[np.ndarray]:
+        """One graph on rows (N, ...), batched with concurrent calls when batching is on."""
+        if not self.batching:
+            return await run_in_threadpool(self._run, model, graph, {INPUT_NAMES[graph]: rows})
+        key = (model.name, graph)
+        if key not in self.batchers:
+            self.batchers[key] = Batcher(lambda b: self._run(model, graph, {INPUT_NAMES[graph]: b}),
+                                         self.batch_max_rows, self.batch_max_delay, self.metrics, *key)
+        return await self.batchers[key](rows)
+
+    async def encode_levels_async(self, model: ServedModel, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        out = await self.run_async(model, "encoder", x)
+        return [(out[i], out[i + 1]) for i in range(0, len(out), 2)]
+
+    async def encode_async(self, model: ServedModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (await self.encode_levels_async(model, x))[0]
+
+    async def decode_async(self, model: ServedModel, z: np.ndarray) -> np.ndarray:
+        return (await self.run_async(model, "decoder", np.ascontiguousarray(z, dtype=np.float32)))[0]
+
+    async def sample_async(self, model: ServedModel, n: int, seed: int, temperature: float, noise: bool
+                           ) -> np.ndarray:
+        """z ~ Norm[0, temperature^2 I], decoded; with noise, x ~ Pr(x|z). Same seed, same images."""
+        z = await run_in_threadpool(self.sample_latents, model, n, seed, temperature)
+        mean = await self.decode_async(model, z)
+        return self.observe(model, mean, seed + 1) if noise else mean
+
+    def close(self) -> None:
+        for batcher in self.batchers.values():
+            if batcher.worker is not None:
+                batcher.worker.cancel()
 
     def _run(self, model: ServedModel, graph: str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         session = {"encoder": model.encoder, "decoder": model.decoder, "prior": model.prior}[graph]
@@ -59,8 +101,8 @@ class Inference:
             return (mean + float(lik.sigma or 0.0) * rng.standard_normal(mean.shape)).astype(np.float32)
         return (rng.random(mean.shape) < mean).astype(np.float32)
 
-    def sample(self, model: ServedModel, n: int, seed: int, temperature: float, noise: bool) -> np.ndarray:
-        """z ~ Norm[0, temperature^2 I], decoded; with noise, x ~ Pr(x|z). Same seed, same images."""
+    def sample_latents(self, model: ServedModel, n: int, seed: int, temperature: float) -> np.ndarray:
+        """(n, D) draws of the decoder's latent from the prior (through both levels for two-level models)."""
         rng = np.random.default_rng(seed)
         hierarchy = model.manifest.hierarchy
         if hierarchy is None:
@@ -69,15 +111,7 @@ class Inference:
             d1, d2 = hierarchy.latent_dims
             m, logvar = self.prior(model, temperature * rng.standard_normal((n, d2)))
             z = m + temperature * np.exp(0.5 * logvar) * rng.standard_normal((n, d1))
-        mean = self.decode(model, z)
-        return self.observe(model, mean, seed + 1) if noise else mean
-
-    def resynthesize(self, model: ServedModel, x: np.ndarray, direction: np.ndarray, strength: float
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Decode mu(x) + strength * direction: (edited images (N, C, H, W), their codes (N, D))."""
-        mu, _ = self.encode(model, x)
-        z = mu + strength * direction[None, :]
-        return self.decode(model, z), z
+        return z
 
     def latent_path(self, z0: np.ndarray, z1: np.ndarray, steps: int, method: str) -> np.ndarray:
         """(steps, D) points from z0 to z1: straight, or along the great circle (slerp, Shoemake 1985),
@@ -89,15 +123,6 @@ class Inference:
             if omega > 1e-6:
                 return (np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)
         return (1 - t) * z0 + t * z1
-
-    def interpolate(self, model: ServedModel, z0: np.ndarray, z1: np.ndarray, steps: int, method: str
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        z = self.latent_path(z0, z1, steps, method)
-        return self.decode(model, z), z
-
-    def reconstruct(self, model: ServedModel, x: np.ndarray) -> np.ndarray:
-        mu, _ = self.encode(model, x)
-        return self.decode(model, mu)
 
     def log_likelihood(self, model: ServedModel, x: np.ndarray, k: int, seed: int) -> LogLikelihood:
         chunk = max(1, self.loglik_batch_rows // len(x))  # samples per decoder pass; results do not depend on it

@@ -18,5 +18,9 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.inference = Histogram("vae_inference_seconds", "onnxruntime time per session run", ["model", "graph"],
                                    buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_rows = Histogram("vae_batch_rows", "rows per batched onnxruntime call", ["model", "graph"],
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=self.registry)
+        self.queue_seconds = Histogram("vae_batch_queue_seconds", "time a request waited to be batched",
+                                       ["model", "graph"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.images = Counter("vae_images_processed_total", "images encoded, decoded, sampled or scored",
                               ["endpoint", "model"], registry=self.registry)

@@ -271,7 +271,7 @@ def build_router(settings: Settings) -> APIRouter:
         in_range(n_draws, field, 0, s.max_encode_samples)
         seed_value = seed_option(seed, inputs.body) if n_draws else None
         inference = vae_state(request).inference
-        levels = await run_in_threadpool(inference.encode_levels, model, inputs.x)
+        levels = await inference.encode_levels_async(model, inputs.x)
         mu, logvar = levels[0]
         draws = inference.draw_latents(mu, logvar, n_draws, seed_value) if n_draws else None
         count_images(request, "/encode", model, len(mu))
@@ -295,7 +295,7 @@ def build_router(settings: Settings) -> APIRouter:
         add_noise = bool_option("noise", noise, body)
         seed_value = seed_option(seed, body) if add_noise else None
         inference = vae_state(request).inference
-        mean = await run_in_threadpool(inference.decode, model, z.astype(np.float32))
+        mean = await inference.decode_async(model, z)
         images = inference.observe(model, mean, seed_value) if seed_value is not None else mean
         count_images(request, "/decode", model, len(images))
         return await images_response(model, images, format_option(format, body),
@@ -312,7 +312,7 @@ def build_router(settings: Settings) -> APIRouter:
                      ) -> Response | ImagesResponse:
         """Draw z from the prior and decode: the same seed gives the same images."""
         seed_value = seed_option(seed, None)
-        images = await run_in_threadpool(vae_state(request).inference.sample, model, n, seed_value, temperature, noise)
+        images = await vae_state(request).inference.sample_async(model, n, seed_value, temperature, noise)
         count_images(request, "/sample", model, n)
         return await images_response(model, images, format, include_arrays, seed_value)
 
@@ -342,7 +342,9 @@ def build_router(settings: Settings) -> APIRouter:
                           include_arrays: Arrays = None) -> Response | ImagesResponse:
         """Images in, the decoded posterior means f[mu(x)] out."""
         inputs = await read_inputs(request, model, s, resize)
-        images = await run_in_threadpool(vae_state(request).inference.reconstruct, model, inputs.x)
+        inference = vae_state(request).inference
+        mu, _ = await inference.encode_async(model, inputs.x)
+        images = await inference.decode_async(model, mu)
         count_images(request, "/reconstruct", model, len(images))
         return await images_response(model, images, format_option(format, inputs.body),
                                bool_option("include_arrays", include_arrays, inputs.body), None, inputs.conversions)

@@ -1,0 +1,110 @@
+"""Dynamic batching: concurrent calls share one run, each gets exactly its own rows back, in order."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from service.batching import Batcher
+from service.metrics import Metrics
+
+
+def _batcher(run, max_rows=64, max_delay=0.01):
+    return Batcher(run, max_rows, max_delay, Metrics(), "m", "g")
+
+
+def test_concurrent_calls_are_gathered_and_split_back():
+    calls = []
+
+    def run(rows):  # a real computation with two outputs, recording each batch's size
+        calls.append(len(rows))
+        return [rows * 2.0, rows.sum(axis=1, keepdims=True)]
+
+    async def main():
+        batcher = _batcher(run)
+        inputs = [np.full((1 + i % 3, 4), float(i)) for i in range(20)]
+        outs = await asyncio.gather(*(batcher(x) for x in inputs))
+        return inputs, outs
+
+    inputs, outs = asyncio.run(main())
+    for x, (doubled, sums) in zip(inputs, outs, strict=True):
+        np.testing.assert_array_equal(doubled, x * 2.0)
+        np.testing.assert_array_equal(sums, x.sum(axis=1, keepdims=True))
+    assert sum(calls) == sum(len(x) for x in inputs)
+    assert len(calls) < 20  # gathered: fewer runs than requests
+
+
+def test_batches_respect_max_rows():
+    calls = []
+
+    def run(rows):
+        calls.append(len(rows))
+        return [rows]
+
+    async def main():
+        batcher = _batcher(run, max_rows=8)
+        await asyncio.gather(*(batcher(np.zeros((3, 2))) for _ in range(10)))
+
+    asyncio.run(main())
+    assert max(calls) <= 8 + 2  # a batch closes at the first request that reaches the limit
+    assert sum(calls) == 30
+
+
+def test_a_failing_run_fails_only_its_own_batch():
+    def run(rows):
+        if np.any(rows < 0):
+            raise RuntimeError("session failed")
+        return [rows + 1]
+
+    async def main():
+        batcher = _batcher(run, max_delay=0.0)
+        bad = await asyncio.gather(batcher(-np.ones((1, 2))), return_exceptions=True)
+        good = await batcher(np.ones((1, 2)))
+        return bad, good
+
+    bad, good = asyncio.run(main())
+    assert isinstance(bad[0], RuntimeError)
+    np.testing.assert_array_equal(good[0], np.full((1, 2), 2.0))
+
+
+def test_batched_and_unbatched_service_give_the_same_answers(model_dir):
+    """The same requests, fired concurrently, through an app with batching and one without."""
+    import concurrent.futures
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from tests.service.conftest import make_settings, wait_ready
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.uniform(size=(28, 28)).round(4).tolist() for _ in range(12)]
+    answers = {}
+    for batching in (True, False):
+        with TestClient(create_app(make_settings(model_dir, batching=batching, batch_max_delay_ms=20))) as c:
+            wait_ready(c)
+
+            def encode(a, c=c):
+                return c.post("/encode", json={"arrays": [a]}).json()["results"][0]["mean"]
+
+            with concurrent.futures.ThreadPoolExecutor(12) as pool:
+                answers[batching] = list(pool.map(encode, arrays))
+            metrics = c.get("/metrics").text
+            if batching:
+                count = _metric(metrics, 'vae_batch_rows_count{graph="encoder",model="fashion-mnist"}')
+                total = _metric(metrics, 'vae_batch_rows_sum{graph="encoder",model="fashion-mnist"}')
+                assert total == 12 and count < 12  # some requests shared a run
+                assert "vae_batch_queue_seconds_bucket" in metrics
+    np.testing.assert_allclose(answers[True], answers[False], atol=1e-5)
+
+
+def _metric(text: str, name: str) -> float:
+    line = next(line for line in text.splitlines() if line.startswith(name))
+    return float(line.split()[-1])
+
+
+@pytest.mark.parametrize("rows", [1, 5])
+def test_single_call_passes_through(rows):
+    async def main():
+        return await _batcher(lambda r: [r * 3], max_delay=0.0)(np.ones((rows, 2)))
+
+    np.testing.assert_array_equal(asyncio.run(main())[0], np.full((rows, 2), 3.0))
