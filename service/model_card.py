@@ -38,7 +38,8 @@ def model_card(folder: Path) -> str:
         f"model {m.name}  ({folder})",
         f"  {m.description}" if m.description else "",
         f"  image     {img.channels}x{img.height}x{img.width}, values in [0, 1], {img.levels} levels, {img.pixel_mode}",
-        f"  latent    {m.latent_dim} dims, prior Norm[0, I]",
+        (f"  latent    two levels: z2 ({m.hierarchy.latent_dims[1]} dims) ~ Norm[0, I], z1 ({m.latent_dim} dims) ~ "
+         "learned Pr(z1|z2)" if m.hierarchy else f"  latent    {m.latent_dim} dims, prior Norm[0, I]"),
         f"  likelihood {lik.type}" + (f", sigma {lik.sigma:.4f}" + (" (learned)" if lik.learned_sigma else "")
                                       if lik.sigma is not None else ""),
         f"  trained   {m.training.dataset}: {m.training.num_train} images, {m.training.epochs} epochs, "
