@@ -34,8 +34,7 @@ from service.settings import Settings
 Method = Literal["linear", "slerp"]
 
 
-def attribute_direction(model: ServedModel, src: str | None, dst: str | None, name: str | None,
-                        body: ImagesRequest | None) -> np.ndarray:
+def attribute_direction(model: ServedModel, src: str | None, dst: str | None, name: str | None) -> np.ndarray:
     """mean_to - mean_from, from `from`/`to` attribute names or a named direction."""
     spec = model.manifest.attributes
     if spec is None or not model.attributes:
@@ -74,7 +73,7 @@ def build_edit_router(settings: Settings) -> APIRouter:
         inputs = await read_inputs(request, model, s, resize)
         body = inputs.body
         vector = attribute_direction(model, pick("from", from_, body, None, "from_")[0], pick("to", to, body, None)[0],
-                                     pick("direction", direction, body, None)[0], body)
+                                     pick("direction", direction, body, None)[0])
         amount, field = pick("strength", strength, body, 1.0)
         in_range(amount, field, -s.max_strength, s.max_strength)
         inference = vae_state(request).inference

@@ -15,7 +15,7 @@ LIMIT_KEYS = ("le", "lt", "ge", "gt", "max_length", "min_length")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, field: str, message: str, limit: Any = None):
+    def __init__(self, status: int, field: str | None, message: str, limit: Any = None):
         super().__init__(message)
         self.status, self.field, self.message, self.limit = status, field, message, limit
 

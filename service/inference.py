@@ -68,11 +68,6 @@ class Inference:
         self.metrics.inference.labels(model.name, graph).observe(time.perf_counter() - started)
         return out
 
-    def encode(self, model: ServedModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """x (N, C, H, W) float32 -> mu, logvar (N, D) of q(z|x) (two-level models: of q(z1|x))."""
-        mu, logvar = self._run(model, "encoder", {"x": x})[:2]
-        return mu, logvar
-
     def encode_levels(self, model: ServedModel, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """[(mu, logvar)] per level: one for flat models, [(z1), (z2)] for two-level ones."""
         out = self._run(model, "encoder", {"x": x})

@@ -49,9 +49,9 @@ def vae_state(request: Request) -> Any:
 def get_registry(request: Request) -> Registry:
     state = vae_state(request)
     if state.startup_error is not None:
-        raise ApiError(503, None, f"start-up failed: {state.startup_error}")  # type: ignore[arg-type]
+        raise ApiError(503, None, f"start-up failed: {state.startup_error}")
     if state.registry is None:
-        raise ApiError(503, None, "models are still loading")  # type: ignore[arg-type]
+        raise ApiError(503, None, "models are still loading")
     return state.registry
 
 

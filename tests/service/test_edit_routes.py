@@ -63,7 +63,7 @@ def test_a_model_without_attributes_says_so(client):
     bare = dataclasses.replace(model, attributes={},
                                manifest=model.manifest.model_copy(update={"attributes": None}))
     with pytest.raises(ApiError, match="no attributes"):
-        attribute_direction(bare, "1", "7", None, None)
+        attribute_direction(bare, "1", "7", None)
 
 
 def test_interpolate_latents_linear_and_spherical(client):
