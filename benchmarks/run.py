@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per row")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--only", nargs="+", help="run only the scenarios whose names start with these")
     args = parser.parse_args()
     manifest = load_manifest(MODEL)
     opts = ort.SessionOptions()
@@ -149,6 +150,8 @@ def main() -> None:
     rows = []
     try:
         for s in scenarios(manifest.latent_dim):
+            if args.only and not any(s.name.startswith(prefix) for prefix in args.only):
+                continue
             ceiling = bare(s, encoder, decoder, (manifest.likelihood, manifest.latent_dim), min(args.duration, 3))
             for c in args.concurrency:
                 svc = asyncio.run(run_load(f"http://127.0.0.1:{service_port}", request_of(s), c, args.duration,

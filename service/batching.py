@@ -49,13 +49,16 @@ class Batcher:
             batch, rows = [first], len(first.rows)
             deadline = first.queued_at + self.max_delay
             while rows < self.max_rows:
-                timeout = deadline - time.perf_counter()
-                if timeout <= 0 and self.queue.empty():
-                    break
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), max(timeout, 0))
-                except TimeoutError:
-                    break
+                try:  # whatever is already waiting joins at once (it queued while the last batch ran)
+                    item = self.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    timeout = deadline - time.perf_counter()
+                    if timeout <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self.queue.get(), timeout)
+                    except TimeoutError:
+                        break
                 batch.append(item)
                 rows += len(item.rows)
             await self._run(batch)

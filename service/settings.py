@@ -41,10 +41,12 @@ class Settings(BaseSettings):
     max_strength: float = Field(10.0, gt=0, description="largest |strength| of /resynthesize")
     max_steps: int = Field(64, ge=2, description="most steps of /interpolate")
     # Dynamic batching: concurrent requests for one graph of one model share an onnxruntime call of at most
-    # batch_max_rows rows, gathered for at most batch_max_delay_ms after the first arrived.
+    # batch_max_rows rows: all that queued while the previous call ran, plus any that arrive within
+    # batch_max_delay_ms of the first. 0 (default) never waits: a lone request runs at once, and under load
+    # the queue fills while the sessions are busy (measured: 1-client /encode 3.2 ms p50 at 0, 5.4 ms at 2).
     batching: bool = True
     batch_max_rows: int = Field(64, ge=1)
-    batch_max_delay_ms: float = Field(2.0, ge=0)
+    batch_max_delay_ms: float = Field(0.0, ge=0)
     # Decoder rows (importance samples x images) per pass: bounds /loglik's memory for any allowed k.
     loglik_batch_rows: int = Field(16384, ge=1)
 

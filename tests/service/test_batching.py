@@ -108,3 +108,29 @@ def test_single_call_passes_through(rows):
         return await _batcher(lambda r: [r * 3], max_delay=0.0)(np.ones((rows, 2)))
 
     np.testing.assert_array_equal(asyncio.run(main())[0], np.full((rows, 2), 3.0))
+
+
+def test_with_no_delay_waiting_calls_still_share_a_run():
+    """max_delay = 0: no waiting for company, but calls queued while a run is busy join the next one."""
+    import threading
+
+    calls = []
+    gate = threading.Event()
+
+    def run(rows):
+        if not calls:
+            gate.wait(1.0)  # the first run is slow: the others queue up behind it
+        calls.append(len(rows))
+        return [rows]
+
+    async def main():
+        batcher = _batcher(run, max_delay=0.0)
+        first = asyncio.ensure_future(batcher(np.zeros((1, 2))))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(batcher(np.zeros((1, 2)))) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(first, *rest)
+
+    asyncio.run(main())
+    assert calls == [1, 5]
