@@ -16,7 +16,7 @@ from pathlib import Path
 
 # Flags that set one config key each: flag -> (section.key, type, help).
 CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--dataset": ("data.dataset", str, "fashion-mnist | digits | folder"),
+    "--dataset": ("data.dataset", str, "fashion-mnist | digits | folder | shapes"),
     "--data-path": ("data.path", str, "dataset folder (IDX files, or images for 'folder')"),
     "--limit-train": ("data.limit_train", int, "use only the first N training images (0 = all)"),
     "--limit-test": ("data.limit_test", int, "use only the first N test images (0 = all)"),
