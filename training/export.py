@@ -129,7 +129,8 @@ def add_metadata(path: Path, items: dict[str, str]) -> None:
 
 
 def build_manifest(ckpt: Checkpoint, model: VAE, name: str, files: dict[str, FileSpec],
-                   report: EvalReport | None, description: str = "") -> Manifest:
+                   report: EvalReport | None, description: str = "",
+                   attributes: AttributesSpec | None = None) -> Manifest:
     cfg, info = ckpt.run_config, ckpt.data
     c, h, w = info.shape
     d = model.latent_dim
@@ -164,6 +165,7 @@ def build_manifest(ckpt: Checkpoint, model: VAE, name: str, files: dict[str, Fil
             seconds=sum(row.get("epoch_seconds", 0.0) for row in ckpt.history) or None, config=cfg.to_dict(),
         ),
         metrics=metrics,
+        attributes=attributes,
         hierarchy=hierarchy,
         files=files,
     )
@@ -216,9 +218,7 @@ def export_model(ckpt: Checkpoint, out_root: Path, name: str, report: EvalReport
         for _, _, file, _, _ in graphs:
             add_metadata(staging / file, meta)
         files = {p.name: file_spec(p) for p in sorted(staging.iterdir()) if p.name != MANIFEST_FILE}
-        manifest = build_manifest(ckpt, model, name, files, report, description).model_copy(
-            update={"attributes": attributes_spec})
-        manifest = Manifest.model_validate(manifest.model_dump())  # re-validate the assembled manifest
+        manifest = build_manifest(ckpt, model, name, files, report, description, attributes_spec)
         (staging / MANIFEST_FILE).write_text(manifest.to_json())
         final = out_root / name
         if final.exists():
