@@ -19,13 +19,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.edit_routes import build_edit_router
 from service.errors import error_body, install_error_handlers
 from service.inference import Inference
 from service.metrics import Metrics
+from service.offload import Workers
 from service.registry import Registry, StartupError, check_configuration, load_registry
 from service.routes import build_router
 from service.settings import Settings
@@ -39,7 +39,8 @@ class AppState:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.metrics = Metrics()
-        self.inference = Inference(self.metrics, settings)
+        self.workers = Workers(settings.worker_threads)
+        self.inference = Inference(self.metrics, settings, self.workers)
         self.registry: Registry | None = None  # None until loading is done (/readyz answers 503)
         self.startup_error: str | None = None
         self.on_fatal: Callable[[], None] | None = None  # set by python -m service: stop the server
@@ -48,7 +49,7 @@ class AppState:
     async def load(self) -> None:
         started = time.perf_counter()
         try:
-            registry = await run_in_threadpool(load_registry, self.settings)
+            registry = await self.workers.run(load_registry, self.settings)
         except StartupError as exc:
             self.startup_error = str(exc)
             log.critical("start-up failed: %s", exc)
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         state.loader.cancel()
         state.inference.close()
+        state.workers.close()
 
     app = FastAPI(title="VAE service", version="0.1.0", lifespan=lifespan,
                   description="Variational autoencoders (Prince, Understanding Deep Learning, ch. 17) over "

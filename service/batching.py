@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from starlette.concurrency import run_in_threadpool
 
 from service.metrics import Metrics
 
@@ -34,6 +34,9 @@ class Batcher:
         self.metrics, self.model, self.graph = metrics, model, graph
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self.worker: asyncio.Task[None] | None = None
+        # One thread per batcher: batches of a graph run one after another (the next one gathers meanwhile),
+        # and onnxruntime spreads each over its own intra-op threads.
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vae-{graph}")
 
     async def __call__(self, rows: np.ndarray) -> list[np.ndarray]:
         """Run the graph on `rows` (N, ...), batched with whatever else is waiting; returns its outputs."""
@@ -70,7 +73,7 @@ class Batcher:
         self.metrics.batch_rows.labels(self.model, self.graph).observe(sum(len(p.rows) for p in batch))
         try:
             inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
-            outputs = await run_in_threadpool(self.run, inputs)
+            outputs = await asyncio.get_running_loop().run_in_executor(self.thread, self.run, inputs)
         except Exception as exc:  # noqa: BLE001 - handed to every waiting request
             for p in batch:
                 if not p.future.done():
@@ -82,3 +85,8 @@ class Batcher:
             if not p.future.done():  # the client may have gone away
                 p.future.set_result([out[start:end] for out in outputs])
             start = end
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+        self.thread.shutdown(wait=False, cancel_futures=True)

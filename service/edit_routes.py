@@ -68,7 +68,7 @@ def build_edit_router(settings: Settings) -> APIRouter:
                                                 description="multiple of the direction to add (default 1)")] = None,
         resize: Annotated[bool | None, Query(description="convert images to the model's size")] = None,
         format: Fmt = None, include_arrays: Arrays = None,
-    ) -> Response | ImagesResponse:
+    ) -> Response:
         """Edit images along an attribute direction: decode mu(x) + strength * (mean_to - mean_from)."""
         inputs = await read_inputs(request, model, s, resize)
         body = inputs.body
@@ -81,11 +81,8 @@ def build_edit_router(settings: Settings) -> APIRouter:
         z = mu + float(amount) * vector[None, :]  # (N, D)
         images = await inference.decode_async(model, z)
         count_images(request, "/resynthesize", model, len(images))
-        response = await images_response(model, images, format_option(format, body),
-                                   bool_option("include_arrays", include_arrays, body), None, inputs.conversions)
-        if isinstance(response, ImagesResponse):
-            response.z = z.round(6).tolist()
-        return response
+        return await images_response(request, model, images, format_option(format, body),
+                                     bool_option("include_arrays", include_arrays, body), None, inputs.conversions, z=z)
 
     @router.post("/interpolate", responses=PNG_RESPONSE, response_model=ImagesResponse,
                  openapi_extra={"requestBody": images_openapi_body()})
@@ -95,7 +92,7 @@ def build_edit_router(settings: Settings) -> APIRouter:
         method: Annotated[Method | None, Query(description="linear, or slerp (spherical)")] = None,
         resize: Annotated[bool | None, Query(description="convert images to the model's size")] = None,
         format: Fmt = None, include_arrays: Arrays = None,
-    ) -> Response | ImagesResponse:
+    ) -> Response:
         """Decode the path between two latent vectors (JSON {"z": [z0, z1]}) or two images' posterior means."""
         body: ImagesRequest | InterpolateRequest | None
         raw = await request.body()
@@ -120,10 +117,7 @@ def build_edit_router(settings: Settings) -> APIRouter:
         z = inference.latent_path(ends[0], ends[1], int(n_steps), how)
         images = await inference.decode_async(model, z)
         count_images(request, "/interpolate", model, len(images))
-        response = await images_response(model, images, format_option(format, body),
-                                   bool_option("include_arrays", include_arrays, body), None, ncols=len(images))
-        if isinstance(response, ImagesResponse):
-            response.z = z.round(6).tolist()
-        return response
+        return await images_response(request, model, images, format_option(format, body),
+                                     bool_option("include_arrays", include_arrays, body), None, ncols=len(images), z=z)
 
     return router

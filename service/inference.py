@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from starlette.concurrency import run_in_threadpool
 
 from service.batching import Batcher
 from service.estimators import LogLikelihood, log_likelihood, log_likelihood_two_level
 from service.metrics import Metrics
+from service.offload import Workers
 from service.registry import ServedModel
 from service.settings import Settings
 
@@ -22,8 +22,8 @@ INPUT_NAMES = {"encoder": "x", "decoder": "z", "prior": "z2"}
 
 
 class Inference:
-    def __init__(self, metrics: Metrics, settings: Settings):
-        self.metrics, self.loglik_batch_rows = metrics, settings.loglik_batch_rows
+    def __init__(self, metrics: Metrics, settings: Settings, workers: Workers):
+        self.metrics, self.loglik_batch_rows, self.workers = metrics, settings.loglik_batch_rows, workers
         self.batching, self.batch_max_rows = settings.batching, settings.batch_max_rows
         self.batch_max_delay = settings.batch_max_delay_ms / 1000
         self.batchers: dict[tuple[str, str], Batcher] = {}
@@ -31,7 +31,7 @@ class Inference:
     async def run_async(self, model: ServedModel, graph: str, rows: np.ndarray) -> list[np.ndarray]:
         """One graph on rows (N, ...), batched with concurrent calls when batching is on."""
         if not self.batching:
-            return await run_in_threadpool(self._run, model, graph, {INPUT_NAMES[graph]: rows})
+            return await self.workers.run(self._run, model, graph, {INPUT_NAMES[graph]: rows})
         key = (model.name, graph)
         if key not in self.batchers:
             self.batchers[key] = Batcher(lambda b: self._run(model, graph, {INPUT_NAMES[graph]: b}),
@@ -51,14 +51,15 @@ class Inference:
     async def sample_async(self, model: ServedModel, n: int, seed: int, temperature: float, noise: bool
                            ) -> np.ndarray:
         """z ~ Norm[0, temperature^2 I], decoded; with noise, x ~ Pr(x|z). Same seed, same images."""
-        z = await run_in_threadpool(self.sample_latents, model, n, seed, temperature)
+        # Flat models: n x D normal draws, cheaper than a thread hop; two-level ones run the prior graph.
+        z = await self.workers.run_if_large(model.manifest.hierarchy is not None, self.sample_latents, model, n,
+                                            seed, temperature)
         mean = await self.decode_async(model, z)
         return self.observe(model, mean, seed + 1) if noise else mean
 
     def close(self) -> None:
         for batcher in self.batchers.values():
-            if batcher.worker is not None:
-                batcher.worker.cancel()
+            batcher.close()
 
     def _run(self, model: ServedModel, graph: str, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         session = {"encoder": model.encoder, "decoder": model.decoder, "prior": model.prior}[graph]

@@ -12,14 +12,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import ApiError
 from service.estimators import bits_per_dim
 from service.images import decode_base64, grid, image_from_array, image_from_bytes, png_base64, png_bytes
 from service.manifest import BITS_PER_DIM_CONVENTION, ImageSpec
+from service.multipart import MultipartError, TooManyParts, parse_form
+from service.offload import INLINE_MAX_IMAGES, INLINE_MAX_VALUES, small_inputs
 from service.registry import Registry, ServedModel
 from service.schemas import (
     DecodeRequest,
@@ -46,7 +45,7 @@ def vae_state(request: Request) -> Any:
     return request.app.state.vae
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     state = vae_state(request)
     if state.startup_error is not None:
         raise ApiError(503, None, f"start-up failed: {state.startup_error}")
@@ -55,7 +54,7 @@ def get_registry(request: Request) -> Registry:
     return state.registry
 
 
-def get_model(request: Request, registry: Annotated[Registry, Depends(get_registry)],
+async def get_model(request: Request, registry: Annotated[Registry, Depends(get_registry)],
               model: Annotated[str | None, Query(description="model name (default: the service's default)")] = None
               ) -> ServedModel:
     served = registry.get(model)
@@ -157,16 +156,16 @@ async def read_inputs(request: Request, model: ServedModel, settings: Settings, 
     ctype = media_type(request)
     body: ImagesRequest | None = None
     if ctype == "multipart/form-data":
-        try:
-            form = await request.form(max_files=settings.max_images, max_fields=settings.max_images + 16)
-        except StarletteHTTPException as exc:  # Starlette's multipart parser: too many parts or malformed
-            too_many = "too many" in str(exc.detail).lower()
-            raise ApiError(422 if too_many else 400, "images", f"multipart body refused: {exc.detail}",
-                           settings.max_images if too_many else None) from exc
-        files = form.getlist("images")
-        if any(not isinstance(f, UploadFile) for f in files):
+        try:  # parts beyond the images allow a few other fields, which are ignored
+            parts = parse_form(await request.body(), request.headers["content-type"], settings.max_images + 16)
+        except TooManyParts as exc:
+            raise ApiError(422, "images", f"multipart body refused: {exc}", settings.max_images) from exc
+        except MultipartError as exc:
+            raise ApiError(400, "images", f"multipart body refused: {exc}") from exc
+        files = [p for p in parts if p.name == "images"]
+        if any(f.filename is None for f in files):
             raise ApiError(422, "images", "form field images must carry files")
-        raw: list[tuple[str, Any]] = [("bytes", await f.read()) for f in files if isinstance(f, UploadFile)]
+        raw: list[tuple[str, Any]] = [("bytes", f.data) for f in files]
     elif ctype == "application/json":
         body = json_body(await request.body(), ctype, ImagesRequest)
         if (body.images is None) == (body.arrays is None):
@@ -184,8 +183,9 @@ async def read_inputs(request: Request, model: ServedModel, settings: Settings, 
     resize_value, field = pick("resize", resize, body, True)
     if not isinstance(resize_value, bool):
         raise ApiError(422, field, f"must be true or false, got {resize_value!r}")
-    # Decoding and resizing are CPU work: off the event loop.
-    x, conversions = await run_in_threadpool(convert_inputs, raw, spec, resize_value, settings.max_image_pixels)
+    # Decoding and resizing are CPU work: off the event loop unless they cost less than the hop (offload.py).
+    x, conversions = await vae_state(request).workers.run_if_large(
+        not small_inputs([item for _, item in raw]), convert_inputs, raw, spec, resize_value, settings.max_image_pixels)
     return Inputs(x, conversions, body)
 
 
@@ -204,21 +204,30 @@ def convert_inputs(raw: list[tuple[str, Any]], spec: ImageSpec, resize: bool, ma
     return np.stack(xs), conversions
 
 
-async def images_response(model: ServedModel, images: np.ndarray, fmt: str, include_arrays: bool, seed: int | None,
-                          conversions: list[dict[str, Any]] | None = None, ncols: int | None = None
-                          ) -> Response | ImagesResponse:
-    """JSON with base64 PNGs, or one PNG; the PNG encoding runs off the event loop."""
-    return await run_in_threadpool(encode_images, model, images, fmt, include_arrays, seed, conversions, ncols)
+def json_response(body: BaseModel) -> Response:
+    """A response model serialized by pydantic-core in one pass. (Returned as a model, FastAPI validates it
+    again and goes through json.dumps: about 4x the time for a latent vector's list of floats.)"""
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+async def images_response(request: Request, model: ServedModel, images: np.ndarray, fmt: str, include_arrays: bool,
+                          seed: int | None, conversions: list[dict[str, Any]] | None = None,
+                          ncols: int | None = None, z: np.ndarray | None = None) -> Response:
+    """JSON with base64 PNGs (and the latent codes z, when given), or one PNG image; the encoding runs off the
+    event loop unless it is small (offload.py)."""
+    large = len(images) > INLINE_MAX_IMAGES or images.size > INLINE_MAX_VALUES
+    return await vae_state(request).workers.run_if_large(large, encode_images, model, images, fmt, include_arrays,
+                                                         seed, conversions, ncols, z)
 
 
 def encode_images(model: ServedModel, images: np.ndarray, fmt: str, include_arrays: bool, seed: int | None,
-                  conversions: list[dict[str, Any]] | None, ncols: int | None) -> Response | ImagesResponse:
+                  conversions: list[dict[str, Any]] | None, ncols: int | None, z: np.ndarray | None) -> Response:
     if fmt == "png":
         return Response(png_bytes(grid(images, ncols) if len(images) > 1 else images[0]), media_type="image/png")
-    return ImagesResponse(
-        model=model.name, seed=seed, shape=list(images.shape[1:]), images=[png_base64(im) for im in images],
-        arrays=images.round(6).tolist() if include_arrays else None, conversions=conversions,
-    )
+    return json_response(ImagesResponse(
+        model=model.name, seed=seed, z=None if z is None else z.round(6).tolist(), shape=list(images.shape[1:]),
+        images=[png_base64(im) for im in images], arrays=images.round(6).tolist() if include_arrays else None,
+        conversions=conversions))
 
 
 def build_router(settings: Settings) -> APIRouter:
@@ -260,10 +269,11 @@ def build_router(settings: Settings) -> APIRouter:
             raise ApiError(404, "path.name", f"unknown model {name!r}", sorted(registry.models))
         return model_info(registry, registry.models[name])
 
-    @router.post("/encode", tags=["inference"], openapi_extra={"requestBody": images_openapi_body()})
+    @router.post("/encode", tags=["inference"], response_model=EncodeResponse,
+                 openapi_extra={"requestBody": images_openapi_body()})
     async def encode(request: Request, model: ModelDep, resize: Resize = None, seed: Seed = None,
                      samples: Annotated[int | None, Query(ge=0, le=s.max_encode_samples,
-                                                          description="z draws per image")] = None) -> EncodeResponse:
+                                                          description="z draws per image")] = None) -> Response:
         """Posterior mean and log-variance of q(z|x) per image (and z draws if samples > 0); two-level models
         also give every level (`levels`: z1, then z2)."""
         inputs = await read_inputs(request, model, s, resize)
@@ -275,12 +285,12 @@ def build_router(settings: Settings) -> APIRouter:
         mu, logvar = levels[0]
         draws = inference.draw_latents(mu, logvar, n_draws, seed_value) if n_draws else None
         count_images(request, "/encode", model, len(mu))
-        return EncodeResponse(model=model.name, latent_dim=mu.shape[1], seed=seed_value, results=[
+        return json_response(EncodeResponse(model=model.name, latent_dim=mu.shape[1], seed=seed_value, results=[
             EncodedImage(index=i, mean=mu[i].tolist(), logvar=logvar[i].tolist(),
                          z=draws[i].tolist() if draws is not None else None, conversion=inputs.conversions[i],
                          levels=[LatentLevel(name=f"z{j + 1}", mean=m[i].tolist(), logvar=v[i].tolist())
                                  for j, (m, v) in enumerate(levels)] if len(levels) > 1 else None)
-            for i in range(len(mu))])
+            for i in range(len(mu))]))
 
     @router.post("/decode", tags=["inference"], responses=PNG_RESPONSE, response_model=ImagesResponse,
                  openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
@@ -288,7 +298,7 @@ def build_router(settings: Settings) -> APIRouter:
                      "example": DecodeRequest.model_config["json_schema_extra"]["examples"][0]}}}})  # type: ignore[index]
     async def decode(request: Request, model: ModelDep, seed: Seed = None,
                      noise: Annotated[bool | None, Query(description="add the likelihood's noise (sigma)")] = None,
-                     format: Fmt = None, include_arrays: Arrays = None) -> Response | ImagesResponse:
+                     format: Fmt = None, include_arrays: Arrays = None) -> Response:
         """Images f[z] from latent vectors (with noise=true, x ~ Pr(x|z))."""
         body = json_body(await request.body(), media_type(request), DecodeRequest)
         z = check_latents(body.z, model, s)
@@ -298,8 +308,8 @@ def build_router(settings: Settings) -> APIRouter:
         mean = await inference.decode_async(model, z)
         images = inference.observe(model, mean, seed_value) if seed_value is not None else mean
         count_images(request, "/decode", model, len(images))
-        return await images_response(model, images, format_option(format, body),
-                               bool_option("include_arrays", include_arrays, body), seed_value)
+        return await images_response(request, model, images, format_option(format, body),
+                                     bool_option("include_arrays", include_arrays, body), seed_value)
 
     @router.get("/sample", tags=["inference"], responses=PNG_RESPONSE, response_model=ImagesResponse)
     async def sample(request: Request, model: ModelDep, seed: Seed = None,
@@ -309,44 +319,45 @@ def build_router(settings: Settings) -> APIRouter:
                      noise: Annotated[bool, Query(description="add the likelihood's noise (sigma)")] = False,
                      format: Annotated[Format, Query(description="json or png (a grid)")] = "json",
                      include_arrays: Annotated[bool, Query(description="also return raw values")] = False,
-                     ) -> Response | ImagesResponse:
+                     ) -> Response:
         """Draw z from the prior and decode: the same seed gives the same images."""
         seed_value = seed_option(seed, None)
         images = await vae_state(request).inference.sample_async(model, n, seed_value, temperature, noise)
         count_images(request, "/sample", model, n)
-        return await images_response(model, images, format, include_arrays, seed_value)
+        return await images_response(request, model, images, format, include_arrays, seed_value)
 
-    @router.post("/loglik", tags=["inference"], openapi_extra={"requestBody": images_openapi_body()})
+    @router.post("/loglik", tags=["inference"], response_model=LogLikelihoodResponse,
+                 openapi_extra={"requestBody": images_openapi_body()})
     async def loglik(request: Request, model: ModelDep, resize: Resize = None, seed: Seed = None,
                      k: Annotated[int | None, Query(ge=1, le=s.max_k, description="importance samples per image "
-                                                    f"(default {s.default_k})")] = None) -> LogLikelihoodResponse:
+                                                    f"(default {s.default_k})")] = None) -> Response:
         """Importance-sampled log Pr(x) per image (float64, log space), with the ELBO, bits/dim and ESS."""
         inputs = await read_inputs(request, model, s, resize)
         k_value, field = pick("k", k, inputs.body, s.default_k)
         in_range(k_value, field, 1, s.max_k)
         seed_value = seed_option(seed, inputs.body)
-        result = await run_in_threadpool(vae_state(request).inference.log_likelihood, model, inputs.x, k_value,
-                                         seed_value)
+        state = vae_state(request)
+        result = await state.workers.run(state.inference.log_likelihood, model, inputs.x, k_value, seed_value)
         bpd = bits_per_dim(result.log_likelihood, model.manifest.image)
         count_images(request, "/loglik", model, len(inputs.x))
-        return LogLikelihoodResponse(model=model.name, k=k_value, seed=seed_value,
+        return json_response(LogLikelihoodResponse(model=model.name, k=k_value, seed=seed_value,
                                      bits_per_dim_convention=BITS_PER_DIM_CONVENTION, results=[
             LogLikelihoodResult(index=i, log_likelihood=float(result.log_likelihood[i]), elbo=float(result.elbo[i]),
                                 bits_per_dim=None if bpd is None else float(bpd[i]), k=k_value,
                                 effective_sample_size=float(result.effective_sample_size[i]),
-                                conversion=inputs.conversions[i]) for i in range(len(inputs.x))])
+                                conversion=inputs.conversions[i]) for i in range(len(inputs.x))]))
 
     @router.post("/reconstruct", tags=["inference"], responses=PNG_RESPONSE, response_model=ImagesResponse,
                  openapi_extra={"requestBody": images_openapi_body()})
     async def reconstruct(request: Request, model: ModelDep, resize: Resize = None, format: Fmt = None,
-                          include_arrays: Arrays = None) -> Response | ImagesResponse:
+                          include_arrays: Arrays = None) -> Response:
         """Images in, the decoded posterior means f[mu(x)] out."""
         inputs = await read_inputs(request, model, s, resize)
         inference = vae_state(request).inference
         mu, _ = await inference.encode_async(model, inputs.x)
         images = await inference.decode_async(model, mu)
         count_images(request, "/reconstruct", model, len(images))
-        return await images_response(model, images, format_option(format, inputs.body),
+        return await images_response(request, model, images, format_option(format, inputs.body),
                                bool_option("include_arrays", include_arrays, inputs.body), None, inputs.conversions)
 
     return router

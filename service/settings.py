@@ -26,7 +26,15 @@ class Settings(BaseSettings):
     providers: str = "auto"
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads (0: onnxruntime's choice)")
     inter_op_threads: int = Field(0, ge=0, description="onnxruntime inter-op threads (0: onnxruntime's choice)")
+    # onnxruntime's intra-op threads spin-wait after each call by default; in a server that calls it every few
+    # ms they then take a core from the event loop (see README "Why this server stack"). False: they sleep.
+    ort_spinning: bool = False
+    worker_threads: int = Field(8, ge=1, description="threads for image conversion and /loglik (inference "
+                                "batches run on one thread per model graph)")
     log_level: str = "info"
+    # One log line per request costs about 4% of /encode's throughput (py-spy); the Prometheus metrics
+    # already count every request by endpoint, model and status. True: uvicorn's access log.
+    access_log: bool = False
 
     # Limits on what a client controls.
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="request body size")

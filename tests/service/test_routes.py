@@ -36,6 +36,24 @@ def test_health_ready_and_models(client):
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "path.name"
 
 
+def test_small_requests_decoded_inline_match_large_ones_decoded_in_the_pool(client):
+    """A lone small PNG is decoded on the event loop, one over INLINE_MAX_BYTES in a worker thread (offload.py):
+    same pixels, same code."""
+    from PIL import PngImagePlugin
+
+    from service.offload import INLINE_MAX_BYTES
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("padding", "x" * INLINE_MAX_BYTES)  # same pixels, a larger file
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(EXAMPLE_PNG)).save(buf, format="PNG", pnginfo=info)
+    assert len(EXAMPLE_PNG) < INLINE_MAX_BYTES < len(buf.getvalue())
+    small, large = (client.post("/encode", files={"images": ("a.png", data, "image/png")}).json()
+                    for data in (EXAMPLE_PNG, buf.getvalue()))
+    assert small["results"][0]["mean"] == large["results"][0]["mean"]
+    assert small["results"][0]["conversion"] == large["results"][0]["conversion"]
+
+
 def test_encode_every_input_form_gives_the_same_code(client):
     b64 = base64.b64encode(EXAMPLE_PNG).decode()
     multipart = client.post("/encode", files=[("images", ("a.png", EXAMPLE_PNG, "image/png"))] * 2).json()
