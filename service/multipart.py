@@ -44,7 +44,7 @@ def header_params(value: str) -> tuple[str, dict[str, str]]:
     for key, raw in _PARAM.findall(";" + rest):
         raw = raw.strip()
         if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-            raw = _QUOTED_PAIR.sub(r"\1", raw[1:-1])
+            raw = _QUOTED_PAIR.sub(r"\1", raw[1:-1]) if "\\" in raw else raw[1:-1]
         params[key.lower()] = raw
     return head.strip().lower(), params
 

@@ -19,6 +19,15 @@ from service.images import decode_base64, grid, image_from_array, image_from_byt
 from service.manifest import BITS_PER_DIM_CONVENTION, ImageSpec
 from service.multipart import MultipartError, TooManyParts, parse_form
 from service.offload import INLINE_MAX_IMAGES, INLINE_MAX_VALUES, small_inputs
+from service.query import (
+    MAX_SEED,
+    DecodeQuery,
+    EncodeQuery,
+    LogLikelihoodQuery,
+    SampleQuery,
+    openapi_parameters,
+    parse_query,
+)
 from service.registry import Registry, ServedModel
 from service.schemas import (
     DecodeRequest,
@@ -34,7 +43,6 @@ from service.schemas import (
 )
 from service.settings import Settings
 
-MAX_SEED = 2**63 - 1
 BodyT = TypeVar("BodyT", bound=BaseModel)
 Format = Literal["json", "png"]
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -46,6 +54,10 @@ def vae_state(request: Request) -> Any:
 
 
 async def get_registry(request: Request) -> Registry:
+    return registry_of(request)
+
+
+def registry_of(request: Request) -> Registry:
     state = vae_state(request)
     if state.startup_error is not None:
         raise ApiError(503, None, f"start-up failed: {state.startup_error}")
@@ -57,6 +69,11 @@ async def get_registry(request: Request) -> Registry:
 async def get_model(request: Request, registry: Annotated[Registry, Depends(get_registry)],
               model: Annotated[str | None, Query(description="model name (default: the service's default)")] = None
               ) -> ServedModel:
+    return served_model(request, registry, model)
+
+
+def served_model(request: Request, registry: Registry, model: str | None) -> ServedModel:
+    """The model a request names (query.model), or the default; 404 naming the loaded ones."""
     served = registry.get(model)
     if served is None:
         known = sorted(registry.models)
@@ -233,7 +250,6 @@ def encode_images(model: ServedModel, images: np.ndarray, fmt: str, include_arra
 def build_router(settings: Settings) -> APIRouter:
     router = APIRouter()
     s = settings
-    Seed = Annotated[int | None, Query(ge=0, le=MAX_SEED, description="random seed; the same seed, the same result")]
     Resize = Annotated[bool | None, Query(description="convert images to the model's size (false: a mismatch is 422)")]
     Fmt = Annotated[Format | None, Query(description="json (base64 PNGs) or png (one image, a grid for several)")]
     Arrays = Annotated[bool | None, Query(description="also return the raw values in JSON")]
@@ -269,17 +285,18 @@ def build_router(settings: Settings) -> APIRouter:
             raise ApiError(404, "path.name", f"unknown model {name!r}", sorted(registry.models))
         return model_info(registry, registry.models[name])
 
-    @router.post("/encode", tags=["inference"], response_model=EncodeResponse,
-                 openapi_extra={"requestBody": images_openapi_body()})
-    async def encode(request: Request, model: ModelDep, resize: Resize = None, seed: Seed = None,
-                     samples: Annotated[int | None, Query(ge=0, le=s.max_encode_samples,
-                                                          description="z draws per image")] = None) -> Response:
+    # The inference routes read their query options through service/query.py (one pydantic model per route).
+    @router.post("/encode", tags=["inference"], response_model=EncodeResponse, openapi_extra={
+        "requestBody": images_openapi_body(), "parameters": openapi_parameters(EncodeQuery, s)})
+    async def encode(request: Request) -> Response:
         """Posterior mean and log-variance of q(z|x) per image (and z draws if samples > 0); two-level models
         also give every level (`levels`: z1, then z2)."""
-        inputs = await read_inputs(request, model, s, resize)
-        n_draws, field = pick("samples", samples, inputs.body, 0)
+        q = parse_query(request, EncodeQuery, s)
+        model = served_model(request, registry_of(request), q.model)
+        inputs = await read_inputs(request, model, s, q.resize)
+        n_draws, field = pick("samples", q.samples, inputs.body, 0)
         in_range(n_draws, field, 0, s.max_encode_samples)
-        seed_value = seed_option(seed, inputs.body) if n_draws else None
+        seed_value = seed_option(q.seed, inputs.body) if n_draws else None
         inference = vae_state(request).inference
         levels = await inference.encode_levels_async(model, inputs.x)
         mu, logvar = levels[0]
@@ -295,47 +312,44 @@ def build_router(settings: Settings) -> APIRouter:
     @router.post("/decode", tags=["inference"], responses=PNG_RESPONSE, response_model=ImagesResponse,
                  openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                      "schema": DecodeRequest.model_json_schema(),
-                     "example": DecodeRequest.model_config["json_schema_extra"]["examples"][0]}}}})  # type: ignore[index]
-    async def decode(request: Request, model: ModelDep, seed: Seed = None,
-                     noise: Annotated[bool | None, Query(description="add the likelihood's noise (sigma)")] = None,
-                     format: Fmt = None, include_arrays: Arrays = None) -> Response:
+                     "example": DecodeRequest.model_config["json_schema_extra"]["examples"][0]}}},  # type: ignore[index]
+                     "parameters": openapi_parameters(DecodeQuery, s)})
+    async def decode(request: Request) -> Response:
         """Images f[z] from latent vectors (with noise=true, x ~ Pr(x|z))."""
+        q = parse_query(request, DecodeQuery, s)
+        model = served_model(request, registry_of(request), q.model)
         body = json_body(await request.body(), media_type(request), DecodeRequest)
         z = check_latents(body.z, model, s)
-        add_noise = bool_option("noise", noise, body)
-        seed_value = seed_option(seed, body) if add_noise else None
+        add_noise = bool_option("noise", q.noise, body)
+        seed_value = seed_option(q.seed, body) if add_noise else None
         inference = vae_state(request).inference
         mean = await inference.decode_async(model, z)
         images = inference.observe(model, mean, seed_value) if seed_value is not None else mean
         count_images(request, "/decode", model, len(images))
-        return await images_response(request, model, images, format_option(format, body),
-                                     bool_option("include_arrays", include_arrays, body), seed_value)
+        return await images_response(request, model, images, format_option(q.format, body),
+                                     bool_option("include_arrays", q.include_arrays, body), seed_value)
 
-    @router.get("/sample", tags=["inference"], responses=PNG_RESPONSE, response_model=ImagesResponse)
-    async def sample(request: Request, model: ModelDep, seed: Seed = None,
-                     n: Annotated[int, Query(ge=1, le=s.max_samples, description="number of images")] = 16,
-                     temperature: Annotated[float, Query(gt=0, le=s.max_temperature,
-                                                         description="prior scale: z ~ Norm[0, t^2 I]")] = 1.0,
-                     noise: Annotated[bool, Query(description="add the likelihood's noise (sigma)")] = False,
-                     format: Annotated[Format, Query(description="json or png (a grid)")] = "json",
-                     include_arrays: Annotated[bool, Query(description="also return raw values")] = False,
-                     ) -> Response:
+    @router.get("/sample", tags=["inference"], responses=PNG_RESPONSE, response_model=ImagesResponse,
+                openapi_extra={"parameters": openapi_parameters(SampleQuery, s)})
+    async def sample(request: Request) -> Response:
         """Draw z from the prior and decode: the same seed gives the same images."""
-        seed_value = seed_option(seed, None)
-        images = await vae_state(request).inference.sample_async(model, n, seed_value, temperature, noise)
-        count_images(request, "/sample", model, n)
-        return await images_response(request, model, images, format, include_arrays, seed_value)
+        q = parse_query(request, SampleQuery, s)
+        model = served_model(request, registry_of(request), q.model)
+        seed_value = seed_option(q.seed, None)
+        images = await vae_state(request).inference.sample_async(model, q.n, seed_value, q.temperature, q.noise)
+        count_images(request, "/sample", model, q.n)
+        return await images_response(request, model, images, q.format, q.include_arrays, seed_value)
 
-    @router.post("/loglik", tags=["inference"], response_model=LogLikelihoodResponse,
-                 openapi_extra={"requestBody": images_openapi_body()})
-    async def loglik(request: Request, model: ModelDep, resize: Resize = None, seed: Seed = None,
-                     k: Annotated[int | None, Query(ge=1, le=s.max_k, description="importance samples per image "
-                                                    f"(default {s.default_k})")] = None) -> Response:
+    @router.post("/loglik", tags=["inference"], response_model=LogLikelihoodResponse, openapi_extra={
+        "requestBody": images_openapi_body(), "parameters": openapi_parameters(LogLikelihoodQuery, s)})
+    async def loglik(request: Request) -> Response:
         """Importance-sampled log Pr(x) per image (float64, log space), with the ELBO, bits/dim and ESS."""
-        inputs = await read_inputs(request, model, s, resize)
-        k_value, field = pick("k", k, inputs.body, s.default_k)
+        q = parse_query(request, LogLikelihoodQuery, s)
+        model = served_model(request, registry_of(request), q.model)
+        inputs = await read_inputs(request, model, s, q.resize)
+        k_value, field = pick("k", q.k, inputs.body, s.default_k)
         in_range(k_value, field, 1, s.max_k)
-        seed_value = seed_option(seed, inputs.body)
+        seed_value = seed_option(q.seed, inputs.body)
         state = vae_state(request)
         result = await state.workers.run(state.inference.log_likelihood, model, inputs.x, k_value, seed_value)
         bpd = bits_per_dim(result.log_likelihood, model.manifest.image)

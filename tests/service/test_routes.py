@@ -177,3 +177,23 @@ def test_metrics_count_requests_and_images(client):
     assert 'vae_images_processed_total{endpoint="/sample",model="fashion-mnist"}' in text
     assert 'vae_inference_seconds_count{graph="decoder",model="fashion-mnist"}' in text
     assert "vae_request_latency_seconds_bucket" in text
+
+
+def test_openapi_lists_every_query_option_with_the_live_limits(client):
+    """The inference routes validate their query models themselves (service/query.py); /docs must still
+    show each option with the limits of the running settings (the test client's, not the defaults)."""
+    spec = client.get("/openapi.json").json()
+
+    def params(path: str, method: str) -> dict:
+        return {p["name"]: p for p in spec["paths"][path][method]["parameters"]}
+
+    def maximum(param: dict) -> float | None:
+        variants = param["schema"].get("anyOf", [param["schema"]])
+        return next((v["maximum"] for v in variants if "maximum" in v), None)
+
+    loglik, sample, encode = params("/loglik", "post"), params("/sample", "get"), params("/encode", "post")
+    assert set(loglik) == {"model", "resize", "seed", "k"} and maximum(loglik["k"]) == 2000
+    assert maximum(sample["n"]) == 64 and maximum(sample["temperature"]) == 10.0
+    assert set(encode) == {"model", "resize", "seed", "samples"} and maximum(encode["samples"]) == 64
+    assert set(params("/decode", "post")) == {"model", "seed", "noise", "format", "include_arrays"}
+    assert all(p["in"] == "query" and p["description"] for p in loglik.values())
