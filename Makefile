@@ -1,5 +1,5 @@
 # The two commands of the README, plus the default model's recipe.
-.PHONY: serve test default-model
+.PHONY: serve test default-model bench
 
 serve:  ## install the serving dependencies and serve models/ (the shipped default model); ARGS="--port 9000"
 	bash scripts/serve.sh $(ARGS)
@@ -11,3 +11,7 @@ default-model:  ## train, evaluate (K=5000) and export models/fashion-mnist/
 	.venv/bin/python -m training pipeline --config configs/fashion-mnist.toml --k 5000 --name fashion-mnist \
 		--description "MLP VAE (1024-512, 32 latents), Gaussian likelihood with learned sigma, Fashion-MNIST" \
 		--direction tops-to-dresses=t-shirt/top:dress --direction "sneakers-to-boots=sneaker:ankle boot"
+
+bench:  ## the performance benchmarks (after make test): service vs plain server vs bare session, then training
+	command -v wrk >/dev/null || apt-get install -y wrk
+	.venv/bin/python benchmarks/run.py $(ARGS)

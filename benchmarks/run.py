@@ -143,7 +143,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--only", nargs="+", help="run only the scenarios whose names start with these")
+    parser.add_argument("--report", action="store_true", help="only rewrite results.md from results.json "
+                        "(and training.json, from benchmarks/training.py)")
     args = parser.parse_args()
+    if args.report:
+        summary = json.loads((args.out / "results.json").read_text())
+        if (args.out / "training.json").exists():
+            summary["training"] = json.loads((args.out / "training.json").read_text())
+        (args.out / "results.md").write_text(to_markdown(summary))
+        print(to_markdown(summary))
+        return
     require_wrk()
     manifest = load_manifest(MODEL)
     bare = Bare(manifest)
@@ -222,11 +231,14 @@ def targets(summary: dict) -> list[tuple[str, str, bool | None]]:
              summary["rss_mb_after_start"] < 150),
             ("ready in < 2 s", f"{summary['ready_seconds']:.2f} s", summary["ready_seconds"] < 2)]
     training = summary.get("training")
-    if training:
-        ratio = training["ours"]["images_per_second"] / training["plain"]["images_per_second"]
+    if training:  # benchmarks/training.py's results
+        loops = {r["loop"]: r for r in training["results"]}
+        ours, plain = loops["trainer"], loops["plain loop"]
+        ratio = ours["images_per_second"] / plain["images_per_second"]
         out.append(("training step >= 1.5x the plain per-sample DataLoader loop, same final test ELBO",
-                    f"{ratio:.2f}x; test ELBO {training['ours']['test_elbo']:.1f} vs "
-                    f"{training['plain']['test_elbo']:.1f}", ratio >= 1.5))
+                    f"{ours['images_per_second']:.0f} vs {plain['images_per_second']:.0f} img/s = {ratio:.2f}x; "
+                    f"test ELBO {ours['test_elbo']:.1f} vs {plain['test_elbo']:.1f} after {training['epochs']} epochs",
+                    ratio >= 1.5))
     return out
 
 

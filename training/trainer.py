@@ -2,13 +2,15 @@
 clipping, a guard that skips non-finite steps, a checkpoint each epoch and exact resume.
 
 Run it through the CLI: `python -m training train --config configs/fashion-mnist.toml`.
-Data stay in memory as uint8 tensors; batches are index slices, so an epoch costs only the model.
+Data stay in memory as uint8 tensors; batches are index slices, so an epoch costs only the model
+(benchmarks/training.py compares this loop with the usual per-sample DataLoader loop).
 One seeded generator drives data order and dequantization noise, the global torch RNG the
 reparameterization noise; both states go into the checkpoint, so a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 from dataclasses import dataclass, field
@@ -27,6 +29,24 @@ from training.metrics_log import write_metrics
 from training.models import VAE, build_model
 from training.plots import plot_loss_curve
 from training.tcvae import TCVAEParts, tcvae_objective
+
+
+def keep_freed_memory() -> None:
+    """Have glibc's malloc keep freed memory for reuse instead of handing it back to the system.
+
+    Each step frees and allocates the same ~15 MB of gradients and activations. With glibc's defaults the
+    freed top of the heap is returned to the system and the next step faults it back in page by page: for
+    the Fashion-MNIST MLP 1,000-2,000 page faults a step, none with these settings, and 1-7% more images/s
+    on 2 cores. The process keeps up to 256 MiB it no longer uses; no value changes. Nothing happens
+    where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # blocks below 32 MiB come from the heap (and are reused) ...
+    libc.mallopt(m_trim_threshold, 256 << 20)  # ... which is trimmed only when 256 MiB of it are free
 
 
 def learning_rate(step: int, total_steps: int, cfg: TrainConfig) -> float:
@@ -102,6 +122,7 @@ def train(cfg: RunConfig, resume: bool = False, stop_after: int | None = None) -
     ckpt_path = out / "checkpoint.pt"
     if tc.threads:
         torch.set_num_threads(tc.threads)
+    keep_freed_memory()
 
     train_data = load_dataset(cfg.data, "train")
     test_data = load_dataset(cfg.data, "test")
@@ -111,7 +132,9 @@ def train(cfg: RunConfig, resume: bool = False, stop_after: int | None = None) -
     torch.manual_seed(tc.seed)
     data_gen = torch.Generator().manual_seed(tc.seed + 1)
     model = build_model(cfg.model, info.shape)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    # fused: one pass over each parameter per step instead of a kernel per Adam operation, the same update.
+    # On CPU the default implementation is a loop of them: 13.6 ms of a 37 ms step (1 thread), fused 3.3 ms.
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
     state = TrainState()
     if resume:
         if not ckpt_path.is_file():
@@ -148,7 +171,7 @@ def train(cfg: RunConfig, resume: bool = False, stop_after: int | None = None) -
             seen += len(x)
             for key, value in step.items():
                 sums[key] += value * len(x)
-            bar.set_postfix(loss=f"{step['loss']:.2f}")
+            bar.set_postfix(loss=f"{step['loss']:.2f}", refresh=False)  # drawn at tqdm's own pace, not every step
         seconds = time.perf_counter() - started
         test = evaluate_elbo(model, test_data, mode, seed=tc.seed)
         num_dims = math.prod(info.shape)
