@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from service.errors import ApiError
+from service.query import Format
 from service.registry import ServedModel
 from service.routes import (
     PNG_RESPONSE,
@@ -54,7 +55,7 @@ def attribute_direction(model: ServedModel, src: str | None, dst: str | None, na
 def build_edit_router(settings: Settings) -> APIRouter:
     router = APIRouter(tags=["editing"])
     s = settings
-    Fmt = Annotated[Literal["json", "png"] | None, Query(description="json (base64 PNGs) or png (a grid)")]
+    Fmt = Annotated[Format | None, Query(description="json (base64 PNGs) or png (a grid)")]
     Arrays = Annotated[bool | None, Query(description="also return the raw values in JSON")]
 
     @router.post("/resynthesize", responses=PNG_RESPONSE, response_model=ImagesResponse,

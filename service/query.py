@@ -20,6 +20,7 @@ from service.errors import ApiError
 from service.settings import Settings
 
 MAX_SEED = 2**63 - 1
+Format = Literal["json", "png"]  # of image responses: JSON with base64 PNGs, or one PNG (a grid for several)
 Q = TypeVar("Q", bound="QueryOptions")
 
 
@@ -48,7 +49,7 @@ class LogLikelihoodQuery(QueryOptions):
 class DecodeQuery(QueryOptions):
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="random seed; the same seed, the same result")
     noise: bool | None = Field(None, description="add the likelihood's noise (sigma)")
-    format: Literal["json", "png"] | None = Field(None, description="json (base64 PNGs) or png (a grid for several)")
+    format: Format | None = Field(None, description="json (base64 PNGs) or png (a grid for several)")
     include_arrays: bool | None = Field(None, description="also return the raw values in JSON")
 
 
@@ -58,7 +59,7 @@ class SampleQuery(QueryOptions):
     n: int = Field(16, ge=1, description="number of images")
     temperature: float = Field(1.0, gt=0, description="prior scale: z ~ Norm[0, t^2 I]")
     noise: bool = Field(False, description="add the likelihood's noise (sigma)")
-    format: Literal["json", "png"] = Field("json", description="json or png (a grid)")
+    format: Format = Field("json", description="json or png (a grid)")
     include_arrays: bool = Field(False, description="also return raw values")
 
 

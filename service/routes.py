@@ -5,7 +5,7 @@ return a typed response. Query limits come from the live Settings, so /docs show
 
 import secrets
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
@@ -23,6 +23,7 @@ from service.query import (
     MAX_SEED,
     DecodeQuery,
     EncodeQuery,
+    Format,
     LogLikelihoodQuery,
     SampleQuery,
     openapi_parameters,
@@ -44,7 +45,6 @@ from service.schemas import (
 from service.settings import Settings
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
-Format = Literal["json", "png"]
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "JSON, or one PNG with format=png"}}
 
