@@ -19,15 +19,19 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.edit_routes import build_edit_router
 from service.errors import error_body, install_error_handlers
+from service.fastlane import FastLane
 from service.inference import Inference
 from service.metrics import Metrics
 from service.offload import Workers
 from service.registry import Registry, StartupError, check_configuration, load_registry
-from service.routes import build_router
+from service.routes import FAST_ROUTES, build_router
+from service.runtime import settle_interpreter, tune_interpreter
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -57,6 +61,7 @@ class AppState:
                 self.on_fatal()
             return
         self.registry = registry
+        settle_interpreter()
         log.info("ready in %.2f s: models %s (default %s)", time.perf_counter() - started,
                  sorted(registry.models), registry.default)
 
@@ -134,10 +139,11 @@ class MetricsMiddleware:
         finally:
             endpoint = getattr(scope.get("route"), "path", "unmatched")
             model = scope.get("vae_model", "-")
-            self.metrics.requests.labels(endpoint, model, str(status)).inc()
-            self.metrics.latency.labels(endpoint, model).observe(time.perf_counter() - started)
+            m = self.metrics
+            m.labeled(m.requests, endpoint, model, str(status)).inc()
+            m.labeled(m.latency, endpoint, model).observe(time.perf_counter() - started)
             if status >= 400:
-                self.metrics.errors.labels(endpoint, model, str(status)).inc()
+                m.labeled(m.errors, endpoint, model, str(status)).inc()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -147,22 +153,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         check_configuration(settings)  # StartupError: the server does not start, with this message
+        tune_interpreter(settings)
         state.loader = asyncio.create_task(state.load())
         yield
         state.loader.cancel()
         state.inference.close()
         state.workers.close()
 
-    app = FastAPI(title="VAE service", version="0.1.0", lifespan=lifespan,
+    telemetry: TelemetryConfig | None = (None if settings.opentelemetry else
+                                         {"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(title="VAE service", version="0.1.0", lifespan=lifespan, telemetry=telemetry,
                   description="Variational autoencoders (Prince, Understanding Deep Learning, ch. 17) over "
                               "ONNX Runtime: encode images to latent codes, decode and sample images, score "
                               "how likely an image is. Every option is a query parameter; JSON bodies may "
                               "carry them too. Errors: {\"error\": {status, field, message, limit}}.")
     app.state.vae = state
     install_error_handlers(app)
-    app.include_router(build_router(settings))
+    router = build_router(settings)
+    app.include_router(router)
     app.include_router(build_edit_router(settings))
 
+    # the inference routes take the Request alone and skip FastAPI's per-request machinery (fastlane.py)
+    app.add_middleware(FastLane, routes=[r for r in router.routes if isinstance(r, APIRoute) and r.path in FAST_ROUTES])
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)  # outermost
     return app

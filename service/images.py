@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import struct
 import zlib
@@ -90,9 +91,11 @@ def image_from_bytes(data: bytes, field: str, spec: ImageSpec, resize: bool, max
 def fast_png_levels(data: bytes, field: str, spec: ImageSpec, max_pixels: int) -> np.ndarray | None:
     """(C, H, W) uint8 levels of an 8-bit grey (1-channel models) or RGB (3-channel) non-palette PNG already
     at the model's size, decoded by libspng; None for any other file (Pillow decodes it)."""
-    if len(data) < 33 or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+    size = png_size(data)
+    if size is None:
         return None
-    width, height, depth, color_type = struct.unpack(">IIBB", data[16:26])
+    width, height = size
+    depth, color_type = data[24], data[25]
     wanted_type, mode = (0, "L") if spec.channels == 1 else (2, "RGB")  # PNG colour types: 0 grey, 2 RGB
     if depth != 8 or color_type != wanted_type or (height, width) != (spec.height, spec.width):
         return None
@@ -105,6 +108,14 @@ def fast_png_levels(data: bytes, field: str, spec: ImageSpec, max_pixels: int) -
     except Exception as exc:  # noqa: BLE001 - libspng's errors: corrupt or truncated data
         raise ApiError(422, field, f"cannot decode image: {exc}") from exc
     return pixels.reshape(height, width, spec.channels).transpose(2, 0, 1)
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's header, or None for data that does not start as a PNG."""
+    if len(data) < 33 or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
 
 
 def chunks_intact(data: bytes) -> bool:
@@ -132,12 +143,26 @@ def open_image(data: bytes, field: str) -> Image.Image:
 
 
 def map_pixels(k: np.ndarray, spec: ImageSpec) -> tuple[np.ndarray, str]:
-    """8-bit levels (uint8 or float array) -> model values, as the module docstring says."""
-    if spec.pixel_mode == "dequantize":
-        levels = spec.levels
-        k_l = np.round(k * (levels - 1) / 255.0) if levels != 256 else k
+    """8-bit levels (uint8 or float array) -> model values, as the module docstring says. uint8 levels go
+    through the mapping's 256-entry table (one lookup, about 2 us against 20 us of arithmetic)."""
+    if k.dtype == np.uint8:
+        table, mapping = pixel_table(spec.pixel_mode, spec.levels)
+        return table[k], mapping
+    return _map_levels(k, spec.pixel_mode, spec.levels)
+
+
+@functools.cache
+def pixel_table(pixel_mode: str, levels: int) -> tuple[np.ndarray, str]:
+    """(256,) float32: the model value of each 8-bit level, by the same arithmetic as other inputs."""
+    return _map_levels(np.arange(256, dtype=np.uint8), pixel_mode, levels)
+
+
+def _map_levels(k: np.ndarray, pixel_mode: str, levels: int) -> tuple[np.ndarray, str]:
+    if pixel_mode == "dequantize":
+        # float64 first: uint8 levels times (levels - 1) would wrap around in uint8 (numpy 2 keeps the dtype)
+        k_l = np.round(np.asarray(k, np.float64) * (levels - 1) / 255.0) if levels != 256 else k
         return ((k_l + 0.5) / levels).astype(np.float32), f"x = (k + 0.5) / {levels}"
-    if spec.pixel_mode == "binarize":
+    if pixel_mode == "binarize":
         return (k / 255.0 >= 0.5).astype(np.float32), "x = 1 if k / 255 >= 0.5 else 0"
     return (k / 255.0).astype(np.float32), "x = k / 255"
 

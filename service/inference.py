@@ -66,7 +66,7 @@ class Inference:
         assert session is not None, f"{model.name} has no {graph} graph"
         started = time.perf_counter()
         out = session.run(None, feed)
-        self.metrics.inference.labels(model.name, graph).observe(time.perf_counter() - started)
+        self.metrics.labeled(self.metrics.inference, model.name, graph).observe(time.perf_counter() - started)
         return out
 
     def encode_levels(self, model: ServedModel, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

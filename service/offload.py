@@ -1,12 +1,18 @@
 """Where a request's CPU work runs: inline on the event loop when it is small, else on a worker thread.
 
-A hop to a worker thread and back costs more than the small work itself: about 130 us through an
-executor (470 us through anyio's `run_in_threadpool`), and more under load, when the worker waits for
-the GIL that the busy event loop holds; decoding a 28x28 PNG or encoding one costs about 40 us. So work
-on a few small images runs inline, and anything larger goes to the pool, where Pillow's and
-onnxruntime's C code release the GIL. The bounds keep the longest inline step well under a
-millisecond (deflate expands at most about 1000:1, so 8 KiB of PNG is at most 8 MB of pixels even for a
-crafted file; a typical 8 KiB is a handful of small images).
+A hop to a worker thread and back costs more than small work itself: about 130 us through an executor
+(470 us through anyio's `run_in_threadpool`), and more under load, when the worker waits for the GIL
+that the busy event loop holds; decoding a 28x28 PNG or encoding one costs about 20-40 us. Decoding
+many small PNGs gains nothing in the pool either: it is per-file Python work that holds the GIL (64
+Fashion-MNIST PNGs: 1.4 ms on one thread, 4.9 ms for twice the work on two), so the pool only adds
+GIL hand-overs (measured: /encode with 64 PNGs at 32 clients, +30% images/s inline). So inline:
+  - a few small images (at most INLINE_MAX_IMAGES and INLINE_MAX_BYTES in all): the longest step stays
+    well under a millisecond (deflate expands at most about 1000:1, so 8 KiB of PNG is at most 8 MB of
+    pixels even for a crafted file);
+  - PNG files that each declare no more pixels than the model's image and are at most INLINE_MAX_BYTES:
+    decoding is bounded by the request's image limit times the model's size (64 x 28 x 28: 1.4 ms).
+Anything else (large photos, JPEGs to resize, JSON arrays) goes to the pool, where Pillow's decoders and
+resizing release the GIL.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from service.images import png_size
+
 T = TypeVar("T")
 
 INLINE_MAX_BYTES = 8 * 1024  # encoded image bytes in a request decoded on the event loop
@@ -24,15 +32,23 @@ INLINE_MAX_IMAGES = 8  # and at most this many images (decoded inputs or PNG out
 INLINE_MAX_VALUES = 8 * 784  # output values encoded to PNG on the event loop (8 Fashion-MNIST images)
 
 
-def small_inputs(payloads: list[Any]) -> bool:
-    """True when decoding these inputs (image bytes or base64 text) is cheaper than a thread hop."""
-    if len(payloads) > INLINE_MAX_IMAGES or any(not isinstance(p, bytes | str) for p in payloads):
+def small_inputs(payloads: list[Any], model_pixels: int) -> bool:
+    """True when decoding these inputs (image bytes or base64 text) is cheaper inline than in the pool."""
+    if any(not isinstance(p, bytes | str) for p in payloads):
         return False  # JSON arrays: their sizes are known only once converted
-    return sum(len(p) for p in payloads) <= INLINE_MAX_BYTES
+    if len(payloads) <= INLINE_MAX_IMAGES and sum(len(p) for p in payloads) <= INLINE_MAX_BYTES:
+        return True
+    return all(isinstance(p, bytes) and len(p) <= INLINE_MAX_BYTES and model_size_png(p, model_pixels)
+               for p in payloads)
+
+
+def model_size_png(data: bytes, model_pixels: int) -> bool:
+    size = png_size(data)
+    return size is not None and size[0] * size[1] <= model_pixels
 
 
 class Workers:
-    """The service's thread pool for CPU work that does not fit inline (image batches, /loglik)."""
+    """The service's thread pool for CPU work that does not fit inline (large images, /loglik)."""
 
     def __init__(self, max_workers: int):
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="vae-cpu")

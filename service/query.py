@@ -10,6 +10,7 @@ naming `query.<option>` and the limit.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar, Literal, TypeVar
 
 from fastapi import Request
@@ -65,6 +66,8 @@ class SampleQuery(QueryOptions):
 
 def parse_query(request: Request, options: type[Q], settings: Settings) -> Q:
     """The request's query string as `options`; 422 for a bad value, naming query.<option> and the limit."""
+    if not request.scope["query_string"]:  # most requests: no options, the defaults validated once
+        return _defaults(options)
     try:
         parsed = options.model_validate(dict(request.query_params))
     except ValidationError as exc:  # the app's handler formats it like any FastAPI validation error
@@ -74,6 +77,11 @@ def parse_query(request: Request, options: type[Q], settings: Settings) -> Q:
         if value is not None and value > limit:
             raise ApiError(422, f"query.{name}", f"Input should be less than or equal to {limit}", limit)
     return parsed
+
+
+@functools.cache
+def _defaults(options: type[Q]) -> Q:
+    return options()  # defaults are within every limit; routes only read the options
 
 
 def openapi_parameters(options: type[QueryOptions], settings: Settings) -> list[dict[str, Any]]:

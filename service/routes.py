@@ -44,6 +44,7 @@ from service.schemas import (
 )
 from service.settings import Settings
 
+FAST_ROUTES = ("/encode", "/decode", "/sample", "/loglik")  # their endpoints take the Request alone (fastlane.py)
 BodyT = TypeVar("BodyT", bound=BaseModel)
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "JSON, or one PNG with format=png"}}
@@ -201,8 +202,9 @@ async def read_inputs(request: Request, model: ServedModel, settings: Settings, 
     if not isinstance(resize_value, bool):
         raise ApiError(422, field, f"must be true or false, got {resize_value!r}")
     # Decoding and resizing are CPU work: off the event loop unless they cost less than the hop (offload.py).
+    inline = small_inputs([item for _, item in raw], spec.height * spec.width)
     x, conversions = await vae_state(request).workers.run_if_large(
-        not small_inputs([item for _, item in raw]), convert_inputs, raw, spec, resize_value, settings.max_image_pixels)
+        not inline, convert_inputs, raw, spec, resize_value, settings.max_image_pixels)
     return Inputs(x, conversions, body)
 
 
@@ -378,7 +380,8 @@ def build_router(settings: Settings) -> APIRouter:
 
 
 def count_images(request: Request, endpoint: str, model: ServedModel, n: int) -> None:
-    vae_state(request).metrics.images.labels(endpoint, model.name).inc(n)
+    metrics = vae_state(request).metrics
+    metrics.labeled(metrics.images, endpoint, model.name).inc(n)
 
 
 def images_openapi_body() -> dict[str, Any]:

@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     # One log line per request costs about 4% of /encode's throughput (py-spy); the Prometheus metrics
     # already count every request by endpoint, model and status. True: uvicorn's access log.
     access_log: bool = False
+    # FastAPI's native OpenTelemetry (spans, metrics and logs, once an OpenTelemetry SDK is configured). Its
+    # check of the global providers runs on every request, about 5% of /encode's event-loop time (py-spy);
+    # the service's telemetry is Prometheus at /metrics. True: FastAPI's defaults.
+    opentelemetry: bool = False
+    # The interpreter under load (service/runtime.py): how soon a thread waiting for the GIL (the batch
+    # thread, with onnxruntime's outputs) makes the busy event loop hand it over (Python's default: 5000 us),
+    # and the allocations between young-generation garbage collections (Python's default: 700).
+    gil_switch_interval_us: float = Field(50.0, gt=0, le=100_000)
+    gc_threshold: int = Field(10_000, ge=1)
 
     # Limits on what a client controls.
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="request body size")

@@ -74,3 +74,22 @@ def test_damaged_files_leave_the_fast_path_and_are_a_422(start):
     with pytest.raises(ApiError) as err:
         images.image_from_bytes(bytes(data), "images[0]", GREY_SPEC, True, 10**6)
     assert err.value.status == 422 and err.value.field == "images[0]"
+
+
+@pytest.mark.parametrize(("pixel_mode", "levels", "expected"), [
+    # k_L = round(k (L - 1) / 255), x = (k_L + 0.5) / L: every 8-bit level, written out independently
+    ("dequantize", 17, lambda k: (np.round(k * 16 / 255) + 0.5) / 17),
+    ("dequantize", 256, lambda k: (k + 0.5) / 256),
+    ("plain", 256, lambda k: k / 255),
+    ("binarize", 2, lambda k: (k >= 128).astype(float)),
+])
+def test_every_8_bit_level_maps_as_in_training(pixel_mode, levels, expected):
+    spec = ImageSpec(channels=1, height=16, width=16, levels=levels, pixel_mode=pixel_mode)
+    k = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)  # uint8, as decoders give them
+    x, _ = images.map_pixels(k, spec)
+    assert x.dtype == np.float32
+    np.testing.assert_allclose(x, expected(np.arange(256, dtype=np.float64)).reshape(1, 16, 16), rtol=0, atol=1e-7)
+    # the same levels as floats (the array path's arithmetic) give the same values
+    np.testing.assert_array_equal(x, images.map_pixels(k.astype(np.float64), spec)[0])
+    if levels == 17:  # the top level is the top bin, not a wrapped-around uint8 product
+        assert x[0, 15, 15] == np.float32(16.5 / 17)
