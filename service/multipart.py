@@ -19,6 +19,11 @@ from dataclasses import dataclass
 # A parameter of a header value: name=token or name="quoted \" string" (RFC 7230 quoted-string).
 _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 _QUOTED_PAIR = re.compile(r"\\(.)")
+# The headers of a part as browsers, curl and httpx write them, matched at once (1 us, against 4 us for the
+# general parse: a tenth of a 64-image request's parsing): Content-Disposition with a quoted name and
+# optional filename, both without quotes or backslashes inside, then an optional Content-Type.
+_COMMON_HEADERS = re.compile(rb'content-disposition:[ \t]*form-data; name="([^"\\\r\n]*)"'
+                             rb'(?:; filename="([^"\\\r\n]*)")?(?:\r\ncontent-type:([^\r\n]*))?', re.IGNORECASE)
 
 
 class MultipartError(ValueError):
@@ -82,6 +87,15 @@ def parse_form(body: bytes, content_type: str, max_parts: int) -> list[Part]:
 
 
 def _part(headers: bytes, data: bytes) -> Part:
+    common = _COMMON_HEADERS.fullmatch(headers)
+    if common is not None:  # what clients send; anything else (escapes, other headers) parses below
+        name, filename, content_type = (None if g is None else g.decode("utf-8", "replace") for g in common.groups())
+        assert name is not None
+        return Part(name, filename, None if content_type is None else content_type.strip(), data)
+    return _part_general(headers, data)
+
+
+def _part_general(headers: bytes, data: bytes) -> Part:
     disposition, content_type = None, None
     for line in headers.decode("utf-8", "replace").split("\r\n"):
         if not line:  # a part without headers

@@ -32,15 +32,14 @@ from service.query import (
 from service.registry import Registry, ServedModel
 from service.schemas import (
     DecodeRequest,
-    EncodedImage,
     EncodeResponse,
     ImagesRequest,
     ImagesResponse,
-    LatentLevel,
     LogLikelihoodResponse,
     LogLikelihoodResult,
     ModelInfo,
     ModelsResponse,
+    encode_response_json,
 )
 from service.settings import Settings
 
@@ -304,12 +303,8 @@ def build_router(settings: Settings) -> APIRouter:
         mu, logvar = levels[0]
         draws = inference.draw_latents(mu, logvar, n_draws, seed_value) if n_draws else None
         count_images(request, "/encode", model, len(mu))
-        return json_response(EncodeResponse(model=model.name, latent_dim=mu.shape[1], seed=seed_value, results=[
-            EncodedImage(index=i, mean=mu[i].tolist(), logvar=logvar[i].tolist(),
-                         z=draws[i].tolist() if draws is not None else None, conversion=inputs.conversions[i],
-                         levels=[LatentLevel(name=f"z{j + 1}", mean=m[i].tolist(), logvar=v[i].tolist())
-                                 for j, (m, v) in enumerate(levels)] if len(levels) > 1 else None)
-            for i in range(len(mu))]))
+        return Response(encode_response_json(model.name, levels, draws, seed_value, inputs.conversions),
+                        media_type="application/json")
 
     @router.post("/decode", tags=["inference"], responses=PNG_RESPONSE, response_model=ImagesResponse,
                  openapi_extra={"requestBody": {"required": True, "content": {"application/json": {

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.fastlane import FastLane
-from tests.service.conftest import ROOT, make_settings
+from tests.service.conftest import ROOT, make_settings, wait_ready
 
 EXAMPLE_PNG = (ROOT / "docs" / "example-ankle-boot.png").read_bytes()
 
@@ -19,6 +19,8 @@ def both(model_dir):
     around = create_app(make_settings(model_dir))
     around.user_middleware = [m for m in around.user_middleware if m.cls is not FastLane]
     with TestClient(with_lane) as a, TestClient(around) as b:
+        wait_ready(a)
+        wait_ready(b)
         yield a, b
 
 

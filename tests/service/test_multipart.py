@@ -62,3 +62,17 @@ def test_header_params():
     assert header_params('form-data; name="a;b"; filename=c.png') == ("form-data", {"name": "a;b",
                                                                                     "filename": "c.png"})
     assert header_params("multipart/form-data; BOUNDARY=xyz") == ("multipart/form-data", {"boundary": "xyz"})
+
+
+@pytest.mark.parametrize("headers", [
+    b'Content-Disposition: form-data; name="images"; filename="0.png"\r\nContent-Type: image/png',
+    b'content-disposition: form-data; name="images"',
+    b'CONTENT-DISPOSITION:form-data; name="note"\r\ncontent-type:  text/plain ',
+    b'Content-Disposition: form-data; name="images"; filename="caf\xc3\xa9 \xff.png"',
+    b'Content-Disposition: form-data; name=""; filename=""',
+])
+def test_the_common_header_shape_parses_as_the_general_parser_does(headers):
+    from service.multipart import _COMMON_HEADERS, _part, _part_general
+
+    assert _COMMON_HEADERS.fullmatch(headers) is not None  # these take the fast path
+    assert _part(headers, b"data") == _part_general(headers, b"data")
