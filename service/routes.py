@@ -219,7 +219,7 @@ def convert_inputs(raw: list[tuple[str, Any]], spec: ImageSpec, resize: bool, ma
             x, conv = image_from_bytes(data, f"images[{i}]", spec, resize, max_pixels)
         xs.append(x)
         conversions.append(conv)
-    return np.stack(xs), conversions
+    return (xs[0][None] if len(xs) == 1 else np.stack(xs)), conversions
 
 
 def json_response(body: BaseModel) -> Response:
