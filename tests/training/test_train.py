@@ -106,3 +106,33 @@ def test_conv_bernoulli_run_with_csv_metrics_exports_with_parity(tmp_path):
     assert manifest.likelihood.type == "bernoulli" and manifest.likelihood.sigma is None
     assert manifest.image.pixel_mode == "binarize"
     assert bits_per_dim(-64 * math.log(2), 64, "binarize", 17) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("scale", [0.01, 30.0])  # gradients under and over the limit
+def test_clipped_step_is_clip_grad_norm_then_step(fused, scale):
+    """The trainer's clipping (inside fused Adam's step, or a multiplication otherwise) against torch's
+    clip_grad_norm_ followed by step(), over three steps from the same start."""
+    from training.trainer import clipped_step
+
+    torch.manual_seed(0)
+    start = [torch.randn(50, 40), torch.randn(40)]
+    grads = [torch.randn(50, 40) * scale, torch.randn(40) * scale]
+
+    def run(ours: bool) -> list[torch.Tensor]:
+        params = [p.clone().requires_grad_(True) for p in start]
+        optimizer = torch.optim.Adam(params, lr=1e-2, fused=fused)
+        for step in range(3):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g * (1 + step)
+            if ours:
+                assert clipped_step(optimizer, 10.0)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, 10.0)
+                optimizer.step()
+        return [p.detach() for p in params]
+
+    for ours, reference in zip(run(True), run(False), strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    moved = [p - s for p, s in zip(run(True), start, strict=True)]
+    assert all(m.abs().max() > 1e-3 for m in moved)  # the steps did move the parameters
