@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.loadgen import Request, require_wrk, run_load  # noqa: E402
 from service.estimators import log_likelihood  # noqa: E402
-from service.images import png_base64  # noqa: E402
+from service.images import pngs_base64  # noqa: E402
 from service.manifest import Manifest, load_manifest  # noqa: E402
 from service.routes import convert_inputs  # noqa: E402
 
@@ -87,7 +87,7 @@ class Bare:
                                                                              10**6)[0]}), 64, seconds),
                     rate(lambda: self.encoder.run(None, {"x": self.x64}), 64, seconds))
         if name.startswith(("decode", "sample")):
-            return (rate(lambda: [png_base64(m) for m in self.decoder.run(None, {"z": self.z64})[0]], 64, seconds),
+            return (rate(lambda: pngs_base64(self.decoder.run(None, {"z": self.z64})[0]), 64, seconds),
                     rate(lambda: self.decoder.run(None, {"z": self.z64}), 64, seconds))
         if name.startswith("loglik"):
             x = self.x64[:1]

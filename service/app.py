@@ -43,7 +43,7 @@ class AppState:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.metrics = Metrics()
-        self.workers = Workers(settings.worker_threads)
+        self.workers = Workers(settings.worker_threads, settings.image_threads)
         self.inference = Inference(self.metrics, settings, self.workers)
         self.registry: Registry | None = None  # None until loading is done (/readyz answers 503)
         self.startup_error: str | None = None

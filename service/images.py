@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - without it every file goes through Pil
 
 from service.errors import ApiError
 from service.manifest import ImageSpec
+from service.png import encode_pngs
 
 ALLOWED_FORMATS = {"PNG", "JPEG"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -225,12 +226,9 @@ def grid(images: np.ndarray, ncols: int | None = None, pad: int = 2) -> np.ndarr
 
 def png_bytes(image: np.ndarray) -> bytes:
     """(C, H, W) values in [0, 1] -> PNG bytes (grey for C = 1, RGB for C = 3)."""
-    arr = to_uint8(image)
-    pil = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
-    buf = io.BytesIO()
-    pil.save(buf, format="PNG")
-    return buf.getvalue()
+    return encode_pngs(to_uint8(image)[None])[0]
 
 
-def png_base64(image: np.ndarray) -> str:
-    return base64.b64encode(png_bytes(image)).decode("ascii")
+def pngs_base64(images: np.ndarray) -> list[str]:
+    """(N, C, H, W) values in [0, 1] -> N base64 PNG files, encoded together (service/png.py)."""
+    return [base64.b64encode(data).decode("ascii") for data in encode_pngs(to_uint8(images))]

@@ -48,10 +48,13 @@ def model_size_png(data: bytes, model_pixels: int) -> bool:
 
 
 class Workers:
-    """The service's thread pool for CPU work that does not fit inline (large images, /loglik)."""
+    """The service's threads for CPU work that does not fit inline: a pool for numerical work that releases
+    the GIL (/loglik's estimate, two-level prior draws, unbatched sessions, loading), and `image_threads`
+    for image conversion that does not (see `run_images`)."""
 
-    def __init__(self, max_workers: int):
+    def __init__(self, max_workers: int, image_threads: int = 1):
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="vae-cpu")
+        self.image_pool = ThreadPoolExecutor(max_workers=image_threads, thread_name_prefix="vae-images")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
@@ -59,5 +62,14 @@ class Workers:
     async def run_if_large(self, large: bool, fn: Callable[..., T], *args: Any) -> T:
         return await self.run(fn, *args) if large else fn(*args)
 
+    async def run_images(self, large: bool, fn: Callable[..., T], *args: Any) -> T:
+        """Image decoding or encoding: inline when small, else on the image thread(s). Converting many small
+        images is per-file Python work under the GIL, so several threads only hand the GIL back and forth:
+        /sample?n=64 at 8 clients gave 71 requests/s with the 8 pool threads, 112 with one."""
+        if not large:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.image_pool, functools.partial(fn, *args))
+
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.image_pool.shutdown(wait=False, cancel_futures=True)

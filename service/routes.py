@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from service.errors import ApiError
 from service.estimators import bits_per_dim
-from service.images import decode_base64, grid, image_from_array, image_from_bytes, png_base64, png_bytes
+from service.images import decode_base64, grid, image_from_array, image_from_bytes, png_bytes, pngs_base64
 from service.manifest import BITS_PER_DIM_CONVENTION, ImageSpec
 from service.multipart import MultipartError, TooManyParts, parse_form
 from service.offload import INLINE_MAX_IMAGES, INLINE_MAX_VALUES, small_inputs
@@ -202,7 +202,7 @@ async def read_inputs(request: Request, model: ServedModel, settings: Settings, 
         raise ApiError(422, field, f"must be true or false, got {resize_value!r}")
     # Decoding and resizing are CPU work: off the event loop unless they cost less than the hop (offload.py).
     inline = small_inputs([item for _, item in raw], spec.height * spec.width)
-    x, conversions = await vae_state(request).workers.run_if_large(
+    x, conversions = await vae_state(request).workers.run_images(
         not inline, convert_inputs, raw, spec, resize_value, settings.max_image_pixels)
     return Inputs(x, conversions, body)
 
@@ -234,7 +234,7 @@ async def images_response(request: Request, model: ServedModel, images: np.ndarr
     """JSON with base64 PNGs (and the latent codes z, when given), or one PNG image; the encoding runs off the
     event loop unless it is small (offload.py)."""
     large = len(images) > INLINE_MAX_IMAGES or images.size > INLINE_MAX_VALUES
-    return await vae_state(request).workers.run_if_large(large, encode_images, model, images, fmt, include_arrays,
+    return await vae_state(request).workers.run_images(large, encode_images, model, images, fmt, include_arrays,
                                                          seed, conversions, ncols, z)
 
 
@@ -244,7 +244,7 @@ def encode_images(model: ServedModel, images: np.ndarray, fmt: str, include_arra
         return Response(png_bytes(grid(images, ncols) if len(images) > 1 else images[0]), media_type="image/png")
     return json_response(ImagesResponse(
         model=model.name, seed=seed, z=None if z is None else z.round(6).tolist(), shape=list(images.shape[1:]),
-        images=[png_base64(im) for im in images], arrays=images.round(6).tolist() if include_arrays else None,
+        images=pngs_base64(images), arrays=images.round(6).tolist() if include_arrays else None,
         conversions=conversions))
 
 

@@ -29,8 +29,10 @@ class Settings(BaseSettings):
     # onnxruntime's intra-op threads spin-wait after each call by default; in a server that calls it every few
     # ms they then take a core from the event loop (see README "Why this server stack"). False: they sleep.
     ort_spinning: bool = False
-    worker_threads: int = Field(8, ge=1, description="threads for image conversion and /loglik (inference "
-                                "batches run on one thread per model graph)")
+    worker_threads: int = Field(8, ge=1, description="threads for /loglik's estimate and other numerical work "
+                                "(inference batches run on one thread per model graph)")
+    image_threads: int = Field(1, ge=1, description="threads for image decoding and encoding too large to run "
+                               "inline (mostly Python work under the GIL: more threads contend for it)")
     log_level: str = "info"
     # One log line per request costs about 4% of /encode's throughput (py-spy); the Prometheus metrics
     # already count every request by endpoint, model and status. True: uvicorn's access log.
