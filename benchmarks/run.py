@@ -248,13 +248,15 @@ def to_markdown(summary: dict) -> str:
             f"onnxruntime {summary['onnxruntime']}; wrk, {summary['duration']:g} s per row after 1 s of warm-up.")
     lines = [head, "", "| target | measured | met |", "| --- | --- | --- |"]
     lines += [f"| {t} | {m} | {'yes' if ok else 'NO'} |" for t, m, ok in targets(summary)]
-    lines += ["", "| work | clients | service req/s | service img/s | p50 ms | p99 ms | errors | plain req/s | "
-              "plain p99 ms | service / plain | bare img/s | model img/s | service / bare |", "|" + " --- |" * 13]
+    lines += ["", "| work | clients | service req/s | service img/s | p50 ms | p90 ms | p99 ms | errors | "
+              "plain req/s | plain p99 ms | service / plain | bare img/s | model img/s | service / bare |",
+              "|" + " --- |" * 14]
     for r in summary["rows"]:
         ratio_plain = r["req_s"] / r["plain_req_s"] if r["plain_req_s"] else float("nan")
         ratio_bare = r["img_s"] / r["bare_img_s"] if r["bare_img_s"] == r["bare_img_s"] else float("nan")
         lines.append(f"| {r['scenario']} | {r['concurrency']} | {r['req_s']:.0f} | {r['img_s']:.0f} | "
-                     f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['plain_req_s']:.0f} | "
+                     f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
+                     f"{r['plain_req_s']:.0f} | "
                      f"{r['plain_p99_ms']:.1f} | {ratio_plain:.2f} | {r['bare_img_s']:.0f} | {r['model_img_s']:.0f} | "
                      f"{ratio_bare:.2f} |")
     return "\n".join(lines).replace("| nan ", "| - ") + "\n"
