@@ -72,10 +72,9 @@ def to_unit(
     k: torch.Tensor, levels: int, mode: str, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Integer levels (N, C, H, W) -> float32 values in [0, 1]; mode: dequantize | plain | binarize."""
-    k = k.float()
+    k = k.to(torch.float32, copy=True)  # (a copy even of float input: the dequantization below is in place)
     if mode == "dequantize":
-        u = torch.rand(k.shape, generator=generator)
-        return (k + u) / levels
+        return k.add_(torch.rand(k.shape, generator=generator)).div_(levels)  # (k + u) / levels, in place
     plain = k / (levels - 1)
     if mode == "plain":
         return plain

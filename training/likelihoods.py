@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from training.config import ModelConfig
-from training.distributions import bernoulli_log_prob_logits, gaussian_log_density
+from training.distributions import LOG_2PI, bernoulli_log_prob_logits
 
 
 class GaussianLikelihood(nn.Module):
@@ -43,10 +43,13 @@ class GaussianLikelihood(nn.Module):
         return torch.sigmoid(h) if self.mean_activation == "sigmoid" else h
 
     def log_prob(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """log Norm[x; f[z], sigma^2 I] summed over pixels, in the dtype of x: (N,)."""
+        """log Norm[x; f[z], sigma^2 I] = -D/2 log(2 pi sigma^2) - ||x - f[z]||^2 / (2 sigma^2) per image, in the
+        dtype of x: (N,). The spherical density's sum over the D pixels in closed form: one squared distance
+        per image rather than D log-densities summed (fewer full-size operations in a training step)."""
         mean = self.mean(h.to(x.dtype))
         log_var = (2.0 * self.clamped_log_sigma()).to(x.dtype)
-        return gaussian_log_density(x, mean, log_var).flatten(1).sum(1)
+        squared_distance = (x - mean).square().flatten(1).sum(1)  # (N,)
+        return -0.5 * (x[0].numel() * (LOG_2PI + log_var) + squared_distance * torch.exp(-log_var))
 
     def sample(self, h: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """x = f[z] + sigma * eps: the chapter's generative process (values may leave [0, 1])."""
