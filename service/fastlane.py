@@ -5,7 +5,7 @@ Why: FastAPI spends about 90 us of the event loop's time on every request before
 more than decoding a PNG and answering it. The inference routes take only the Request and validate their
 own options (service/query.py), so for an exact method and path match this middleware builds the
 Request and awaits the route's own endpoint function: the same code, the same responses, the same
-client errors (ApiError and validation errors answered by service/errors.py's handlers). Anything else
+client errors (answered by the app's own handlers in service/errors.py). Anything else
 (another method, a trailing slash, the other routes, /docs) goes through FastAPI as before. It sits
 inside the body-limit and metrics middlewares, which see these requests like any other, and sets the
 scope's route so metrics label them with the route's path.
@@ -18,11 +18,12 @@ from collections.abc import Awaitable, Callable
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette._utils import get_route_path
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import ApiError, api_error_response, validation_error_response
+from service.errors import ApiError, api_error_response, http_error_response, validation_error_response
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -48,4 +49,6 @@ class FastLane:
             response = api_error_response(exc)
         except RequestValidationError as exc:
             response = validation_error_response(exc)
+        except HTTPException as exc:
+            response = http_error_response(exc)
         await response(scope, receive, send)

@@ -11,8 +11,8 @@ GIL hand-overs (measured: /encode with 64 PNGs at 32 clients, +30% images/s inli
     pixels even for a crafted file);
   - PNG files that each declare no more pixels than the model's image and are at most INLINE_MAX_BYTES:
     decoding is bounded by the request's image limit times the model's size (64 x 28 x 28: 1.4 ms).
-Anything else (large photos, JPEGs to resize, JSON arrays) goes to the pool, where Pillow's decoders and
-resizing release the GIL.
+Anything else (large photos, JPEGs to resize, JSON arrays, many output images) goes to the image thread
+(`Workers.run_images`), where Pillow's decoders and resizing release the GIL for large images.
 """
 
 from __future__ import annotations

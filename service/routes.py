@@ -235,7 +235,7 @@ async def images_response(request: Request, model: ServedModel, images: np.ndarr
     event loop unless it is small (offload.py)."""
     large = len(images) > INLINE_MAX_IMAGES or images.size > INLINE_MAX_VALUES
     return await vae_state(request).workers.run_images(large, encode_images, model, images, fmt, include_arrays,
-                                                         seed, conversions, ncols, z)
+                                                       seed, conversions, ncols, z)
 
 
 def encode_images(model: ServedModel, images: np.ndarray, fmt: str, include_arrays: bool, seed: int | None,

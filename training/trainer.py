@@ -110,6 +110,9 @@ def clipped_step(optimizer: torch.optim.Optimizer, max_norm: float) -> bool:
     same parameters as clip_grad_norm_ and step(), to float rounding).
     """
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:  # nothing to clip (no parameter took part in the loss)
+        optimizer.step()
+        return True
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))  # over every gradient, as one vector
     if not torch.isfinite(norm):
         return False
