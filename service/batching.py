@@ -105,12 +105,14 @@ class Batcher:
                 pass
 
     def _run(self, batch: Batch) -> list[np.ndarray] | Exception:
+        """The batch's outputs, or the exception that stopped them: the thread never dies with a batch
+        unanswered (the loop would wait for it forever)."""
         started = time.perf_counter()
-        for p in batch:
-            self.queue_seconds.observe(started - p.queued_at)
-        inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
-        self.batch_rows.observe(len(inputs))
         try:
+            for p in batch:
+                self.queue_seconds.observe(started - p.queued_at)
+            inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
+            self.batch_rows.observe(len(inputs))
             return self.run(inputs)
         except Exception as exc:  # noqa: BLE001 - handed to every request of the batch
             return exc

@@ -134,3 +134,21 @@ def test_with_no_delay_waiting_calls_still_share_a_run():
 
     asyncio.run(main())
     assert calls == [1, 5]
+
+
+def test_rows_that_cannot_be_joined_fail_their_batch_and_the_batcher_serves_on():
+    """Requests of one graph always share a row shape; if two did not, their batch gets the error and the
+    next batch still runs (the batch thread survives)."""
+    def run(rows):
+        return [rows * 2.0]
+
+    async def main():
+        batcher = _batcher(run, max_delay=0.01)
+        mixed = await asyncio.wait_for(asyncio.gather(batcher(np.ones((1, 2))), batcher(np.ones((1, 3))),
+                                                      return_exceptions=True), 10)  # not a hang
+        after = await asyncio.wait_for(batcher(np.ones((1, 2))), 10)
+        return mixed, after
+
+    mixed, after = asyncio.run(main())
+    assert all(isinstance(r, ValueError) for r in mixed)
+    np.testing.assert_array_equal(after[0], np.full((1, 2), 2.0))
