@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from starlette._utils import get_route_path
+from starlette._utils import get_route_path  # the path FastAPI's own router matches (it imports it too)
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
