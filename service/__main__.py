@@ -26,41 +26,47 @@ def main(argv: list[str] | None = None) -> int:
                  if v is not None}
     settings = Settings(**overrides)
     if args.check:
-        return check(settings.model_dir)
+        return check(settings)
 
     import uvicorn
 
     from service.app import create_app
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # python-multipart logs a warning for every malformed body; the client's 400 already says what was wrong.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
     app = create_app(settings)
-    # uvloop and httptools (C event loop and HTTP parser) rather than asyncio's and h11's: see README
-    # "Why this server stack".
+    # uvloop and httptools (C event loop and HTTP parser) rather than asyncio's and h11's: see
+    # docs/performance.md, "Why this server stack".
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                                            access_log=settings.access_log, loop="uvloop", http="httptools"))
-    state = app.state.vae
 
     def stop() -> None:
         server.should_exit = True
 
-    state.on_fatal = stop
+    app.state.on_fatal = stop
     server.run()
-    if state.startup_error is not None:
-        print(f"error: {state.startup_error}", file=sys.stderr)
+    if app.state.core.startup_error is not None:
+        print(f"error: {app.state.core.startup_error}", file=sys.stderr)
         return 1
     return 0 if server.started else 3
 
 
-def check(model_dir: Path) -> int:
+def check(settings: Settings) -> int:
     from service.model_card import model_cards
+    from service.registry import StartupError
 
-    if not model_dir.is_dir():
-        print(f"error: model directory {model_dir} does not exist", file=sys.stderr)
+    if not settings.model_dir.is_dir():
+        print(f"error: model directory {settings.model_dir} does not exist", file=sys.stderr)
         return 2
-    cards, errors = model_cards(model_dir)
+    try:
+        cards, errors = model_cards(settings)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for line in errors:
         print(line, file=sys.stderr)
-    print("\n\n".join(cards) if cards else f"no loadable model under {model_dir}")
+    print("\n\n".join(cards) if cards else f"no loadable model under {settings.model_dir}")
     return 0 if cards else 1
 
 

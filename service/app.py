@@ -1,69 +1,102 @@
-"""The FastAPI application: lifespan (models loaded once), body-size limit, metrics, error handlers.
-
-Start-up: configuration errors (an explicit provider this onnxruntime lacks, a missing model directory)
-fail at once. Models then load in a worker thread while the server already answers: /healthz says the
-process runs, /readyz answers 503 until loading is done. An error found while loading (CUDA asked for
-but the sessions fell back to CPU, an unknown VAE_DEFAULT_MODEL) is logged, kept for /readyz, and stops
-the server through `on_fatal` (python -m service then exits with status 1).
+"""The FastAPI application: two protocol surfaces over one core, with the body limit, HEAD, metrics and errors.
 
     uvicorn service.app:create_app --factory     (or: python -m service)
+
+Start-up: configuration errors (an explicit provider this onnxruntime lacks, a missing model directory) fail
+at once. Models then load on a worker thread while the server already answers: /healthz says the process
+runs, /readyz answers 503 until loading is done. An error found while loading (CUDA asked for but the
+sessions fell back to CPU, an unknown VAE_DEFAULT_MODEL) is logged, kept for /readyz, and stops the server
+through `app.state.on_fatal` (python -m service then exits with status 1).
+
+Errors: the core's ServiceErrors, request validation errors and the framework's own (404, 405 with Allow) are
+answered in the shape of the protocol the path belongs to: the VAE API's {"error": {status, field, message,
+limit}} or the Open Inference Protocol's {"error": message}.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 from fastapi.telemetry import TelemetryConfig
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.edit_routes import build_edit_router
-from service.errors import error_body, install_error_handlers
-from service.fastlane import FastLane
-from service.inference import Inference
-from service.metrics import Metrics
-from service.offload import Workers
-from service.registry import Registry, StartupError, check_configuration, load_registry
-from service.routes import FAST_ROUTES, build_router
-from service.runtime import settle_interpreter, tune_interpreter
+from service import v2
+from service import vae_responses as vae
+from service.core import Core
+from service.errors import ServiceError, TooLarge
+from service.registry import StartupError, check_configuration
+from service.runtime import tune_interpreter
 from service.settings import Settings
+from service.vae_api import inference_router
+from service.vae_api import router as vae_router
+from service.vae_requests import ApiModels
 
 log = logging.getLogger("service")
+DESCRIPTION = (
+    "Variational autoencoders (Prince, Understanding Deep Learning, ch. 17) over ONNX Runtime: encode images to "
+    "latent codes, decode and sample images, score how likely an image is. Two protocols over the same models: "
+    "the VAE API (options in the query string; errors {\"error\": {status, field, message, limit}}) and the Open "
+    "Inference Protocol v2 under /v2 (the KServe and Triton REST API; errors {\"error\": message}).")
 
 
-class AppState:
-    """What routes reach through `request.app.state.vae`: settings, loaded models, inference, metrics."""
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    core = Core(settings)
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.metrics = Metrics()
-        self.workers = Workers(settings.worker_threads, settings.image_threads)
-        self.inference = Inference(self.metrics, settings, self.workers)
-        self.registry: Registry | None = None  # None until loading is done (/readyz answers 503)
-        self.startup_error: str | None = None
-        self.on_fatal: Callable[[], None] | None = None  # set by python -m service: stop the server
-        self.loader: asyncio.Task[None] | None = None
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        check_configuration(settings)  # StartupError: the server does not start, with this message
+        tune_interpreter(settings)
+        loader = asyncio.create_task(load(core, app))
+        yield
+        loader.cancel()
+        core.close()
 
-    async def load(self) -> None:
-        started = time.perf_counter()
-        try:
-            registry = await self.workers.run(load_registry, self.settings)
-        except StartupError as exc:
-            self.startup_error = str(exc)
-            log.critical("start-up failed: %s", exc)
-            if self.on_fatal is not None:
-                self.on_fatal()
-            return
-        self.registry = registry
-        settle_interpreter()
-        log.info("ready in %.2f s: models %s (default %s)", time.perf_counter() - started,
-                 sorted(registry.models), registry.default)
+    telemetry: TelemetryConfig | None = (None if settings.opentelemetry else
+                                         {"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(title="VAE service", version="0.2.0", description=DESCRIPTION, lifespan=lifespan,
+                  telemetry=telemetry)
+    app.state.core, app.state.api, app.state.on_fatal = core, ApiModels(settings), None
+    app.include_router(vae_router)
+    app.include_router(inference_router(app.state.api))
+    app.include_router(v2.router)
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, core=core)
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)  # outermost
+    return app
+
+
+async def load(core: Core, app: FastAPI) -> None:
+    try:
+        await core.load()
+    except StartupError as exc:
+        log.critical("start-up failed: %s", exc)
+        on_fatal: Callable[[], None] | None = app.state.on_fatal
+        if on_fatal is not None:
+            on_fatal()
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> Response:
+        return (v2 if v2.is_v2(request.url.path) else vae).service_error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return (v2 if v2.is_v2(request.url.path) else vae).validation_error(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return (v2 if v2.is_v2(request.url.path) else vae).http_error(exc)
 
 
 class BodyTooLarge(Exception):
@@ -80,13 +113,11 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
+        length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(send)
+            await self.reject(scope, receive, send)
             return
-        seen = 0
-        started = False
+        seen, started = 0, False
 
         async def counting_receive() -> Message:
             nonlocal seen
@@ -106,20 +137,36 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self.reject(scope, receive, send)
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(error_body(413, "body", "request body is over the limit (bytes)", self.max_bytes)).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+    async def reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = TooLarge("body", "request body is over the limit (bytes)", self.max_bytes)
+        response = (v2 if v2.is_v2(scope["path"]) else vae).service_error(error)
+        await response(scope, receive, send)
+
+
+class HeadAsGet:
+    """HEAD answers as GET does, without the body (RFC 9110 9.3.2); FastAPI's routes list GET only."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: Message) -> None:
+            await send({**message, "body": b""} if message["type"] == "http.response.body" else message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)
 
 
 class MetricsMiddleware:
     """Requests, latency and errors per endpoint (the route's path template) and model."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics):
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp, core: Core):
+        self.app, self.metrics = app, core.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -144,37 +191,3 @@ class MetricsMiddleware:
             m.labeled(m.latency, endpoint, model).observe(time.perf_counter() - started)
             if status >= 400:
                 m.labeled(m.errors, endpoint, model, str(status)).inc()
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    state = AppState(settings)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        check_configuration(settings)  # StartupError: the server does not start, with this message
-        tune_interpreter(settings)
-        state.loader = asyncio.create_task(state.load())
-        yield
-        state.loader.cancel()
-        state.inference.close()
-        state.workers.close()
-
-    telemetry: TelemetryConfig | None = (None if settings.opentelemetry else
-                                         {"tracing": False, "metrics": False, "logs": False})
-    app = FastAPI(title="VAE service", version="0.1.0", lifespan=lifespan, telemetry=telemetry,
-                  description="Variational autoencoders (Prince, Understanding Deep Learning, ch. 17) over "
-                              "ONNX Runtime: encode images to latent codes, decode and sample images, score "
-                              "how likely an image is. Every option is a query parameter; JSON bodies may "
-                              "carry them too. Errors: {\"error\": {status, field, message, limit}}.")
-    app.state.vae = state
-    install_error_handlers(app)
-    router = build_router(settings)
-    app.include_router(router)
-    app.include_router(build_edit_router(settings))
-
-    # the inference routes take the Request alone and skip FastAPI's per-request machinery (fastlane.py)
-    app.add_middleware(FastLane, routes=[r for r in router.routes if isinstance(r, APIRoute) and r.path in FAST_ROUTES])
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)  # outermost
-    return app

@@ -1,23 +1,30 @@
 """The exported model folder's manifest: the one contract between training and serving.
 
 A model folder `models/<name>/` holds `encoder.onnx`, `decoder.onnx` and `manifest.json`, which this
-schema describes. Training writes it (training/export.py); the service reads and checks it. This module
-imports only pydantic and the standard library, so either wing can use it.
+schema describes. Training writes it (training/export.py); the service reads and checks it. Besides the
+schema, this module defines once what both wings must agree on: the graphs' input and output names, the
+pixel mapping, log(2 pi) and the bits/dim convention. It imports only pydantic, numpy and the standard
+library, never either wing.
 
 Graphs (N is dynamic):
   encoder.onnx: x float32 (N, C, H, W), values in [0, 1] -> mu, logvar float32 (N, D)
+                (two-level models also mu2, logvar2 (N, D2) of q(z2|x))
   decoder.onnx: z float32 (N, D) -> mean float32 (N, C, H, W): the likelihood's mean f[z]
                 (for the Bernoulli likelihood, the pixel probabilities)
+  prior.onnx:   two-level models: z2 float32 (N, D2) -> prior_mu, prior_logvar float32 (N, D) of Pr(z1|z2)
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FORMAT_VERSION = 1
@@ -32,6 +39,21 @@ BITS_PER_DIM_CONVENTION = (
     "dequantize: bpd = -(log p(x) - D ln L) / (D ln 2) with x = (k + u) / L, u ~ U[0,1) (density on [0,1]^D "
     "times the bin volume L^-D); binarize: bpd = -log P(x) / (D ln 2); plain: undefined"
 )
+LOG_2PI = math.log(2.0 * math.pi)
+
+# Graph input and output names. Export names the graphs' tensors with these and lists them in the manifest's
+# GraphSpecs; the service reads the names from the manifest.
+ENCODER_INPUT = "x"
+POSTERIOR_OUTPUTS = (("mu", "logvar"), ("mu2", "logvar2"))  # (mean, log-variance) of q(z_l|x), level 1 first
+DECODER_INPUT, DECODER_OUTPUT = "z", "mean"
+PRIOR_INPUT, PRIOR_OUTPUTS = "z2", ("prior_mu", "prior_logvar")  # Pr(z1|z2) of two-level models
+
+# How integer pixel levels k (of L levels) become model values x in training (training/data.py `to_unit`).
+PIXEL_MODES = {
+    "dequantize": "x = (k + u) / L, u ~ U[0, 1)",
+    "plain": "x = k / (L - 1)",
+    "binarize": "x ~ Bernoulli(k / (L - 1))",
+}
 
 
 class _Strict(BaseModel):
@@ -51,6 +73,10 @@ class ImageSpec(_Strict):
     @property
     def num_dims(self) -> int:
         return self.channels * self.height * self.width
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.channels, self.height, self.width
 
 
 class LikelihoodSpec(_Strict):
@@ -195,3 +221,28 @@ def verify_files(folder: Path, manifest: Manifest) -> None:
         actual = sha256_file(path)
         if actual != spec.sha256:
             raise ManifestError(f"{folder}: {name} sha256 {actual} does not match the manifest's {spec.sha256}")
+
+
+def bits_per_dim(log_px: Any, num_dims: int, pixel_mode: str, levels: int) -> Any:
+    """BITS_PER_DIM_CONVENTION for log-likelihoods in nats (a float or an array); None where undefined.
+    Dequantized L-level images: the density on [0, 1]^D times the bin volume L^-D is a lower bound on the
+    probability of the integer image (Theis et al. 2016); binary images: an exact probability."""
+    if pixel_mode == "dequantize":
+        return -(log_px - num_dims * math.log(levels)) / (num_dims * math.log(2))
+    if pixel_mode == "binarize":
+        return -log_px / (num_dims * math.log(2))
+    return None
+
+
+@functools.cache
+def served_pixel_values(pixel_mode: str, levels: int) -> tuple[np.ndarray, str]:
+    """The model value of each 8-bit level k of an uploaded image, (256,) float32, and the formula: the mapping
+    of PIXEL_MODES with no randomness. Dequantized models take the middle of the bin, x = (k_L + 0.5) / L,
+    with k_L the 8-bit level rounded to the model's L levels; binarized ones threshold k / 255 at 0.5."""
+    k = np.arange(256, dtype=np.float64)  # float64: uint8 k times (L - 1) would wrap around
+    if pixel_mode == "dequantize":
+        k_l = np.round(k * (levels - 1) / 255.0)
+        return ((k_l + 0.5) / levels).astype(np.float32), f"x = (k + 0.5) / {levels}"
+    if pixel_mode == "binarize":
+        return (k / 255.0 >= 0.5).astype(np.float32), "x = 1 if k / 255 >= 0.5 else 0"
+    return (k / 255.0).astype(np.float32), "x = k / 255"

@@ -24,8 +24,9 @@ class Metrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=self.registry)
         self.queue_seconds = Histogram("vae_batch_queue_seconds", "time a request waited to be batched",
                                        ["model", "graph"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.images = Counter("vae_images_processed_total", "images encoded, decoded, sampled or scored",
-                              ["endpoint", "model"], registry=self.registry)
+        self.images = Counter("vae_images_processed_total", "images encoded, decoded, sampled or scored, by use "
+                              "case (encode, decode, sample, log_likelihood, reconstruct, resynthesize, "
+                              "interpolate) whichever protocol asked", ["use_case", "model"], registry=self.registry)
         # (metric, label values) -> its child: `labels()` validates and locks on every call (about 4 us, five
         # times a request); the label values are few (route paths, loaded models, status codes)
         self.children: dict[tuple[Any, tuple[str, ...]], Any] = {}

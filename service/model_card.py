@@ -1,45 +1,43 @@
-"""Model cards: what each exported model folder is, checked by loading its graphs in onnxruntime.
-
-Until the HTTP service lands, `python -m service` prints these cards for every folder under the model
-directory; a broken folder is reported and skipped.
+"""Model cards: what each exported model folder is, checked by loading it as the service does and running every
+graph once. `python -m service --check` prints them; a folder that fails is reported and skipped.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import onnxruntime as ort
 
-from service.manifest import Manifest, ManifestError, load_manifest
+from service.metrics import Metrics
+from service.model import ServedModel
+from service.offload import Workers
+from service.registry import load_registry
+from service.settings import Settings
 
 
-def check_graphs(folder: Path, manifest: Manifest) -> tuple[float, float]:
-    """Encode a grey image and decode z = 0 in plain onnxruntime sessions; shapes must match the manifest.
-    Returns the mean of the decoded image and of the encoded mu."""
-    img = manifest.image
-    encoder = ort.InferenceSession(str(folder / manifest.encoder.file), providers=["CPUExecutionProvider"])
-    decoder = ort.InferenceSession(str(folder / manifest.decoder.file), providers=["CPUExecutionProvider"])
-    x = np.full((1, img.channels, img.height, img.width), 0.5, np.float32)
-    mu, logvar = encoder.run(["mu", "logvar"], {"x": x})
-    (mean,) = decoder.run(["mean"], {"z": np.zeros((1, manifest.latent_dim), np.float32)})
-    if mu.shape != (1, manifest.latent_dim) or logvar.shape != mu.shape:
-        raise ManifestError(f"{folder}: encoder gave {mu.shape}, manifest says latent_dim {manifest.latent_dim}")
+def exercise(model: ServedModel) -> None:
+    """Encode a grey image, take every level's prior at z = 0 and decode z = 0; shapes must match the manifest."""
+    image = model.manifest.image
+    x = np.full((1, *image.shape), 0.5, np.float32)
+    dims = [q.mean.shape[1] for q in model.posterior(x)]
+    if dims != model.latent_dims:
+        raise ValueError(f"{model.name}: the encoder gave latent sizes {dims}, the manifest says {model.latent_dims}")
+    z = [np.zeros((1, d), np.float32) for d in dims]
+    priors = [p.mean.shape[1] for p in model.priors(z)]
+    if priors != dims:
+        raise ValueError(f"{model.name}: the priors gave latent sizes {priors}, the manifest says {dims}")
+    mean = model.decode(z[0])
     if mean.shape != x.shape:
-        raise ManifestError(f"{folder}: decoder gave {mean.shape}, manifest says {x.shape}")
-    return float(mean.mean()), float(mu.mean())
+        raise ValueError(f"{model.name}: the decoder gave {mean.shape}, the manifest says {x.shape}")
 
 
-def model_card(folder: Path) -> str:
-    m = load_manifest(folder)
-    check_graphs(folder, m)
+def model_card(model: ServedModel) -> str:
+    m = model.manifest
     img, lik = m.image, m.likelihood
+    levels = " -> ".join(f"z{i + 1} ({d} dims)" for i, d in reversed(list(enumerate(model.latent_dims))))
     lines = [
-        f"model {m.name}  ({folder})",
+        f"model {m.name}  ({model.folder.name}/)",
         f"  {m.description}" if m.description else "",
         f"  image     {img.channels}x{img.height}x{img.width}, values in [0, 1], {img.levels} levels, {img.pixel_mode}",
-        (f"  latent    two levels: z2 ({m.hierarchy.latent_dims[1]} dims) ~ Norm[0, I], z1 ({m.latent_dim} dims) ~ "
-         "learned Pr(z1|z2)" if m.hierarchy else f"  latent    {m.latent_dim} dims, prior Norm[0, I]"),
+        f"  latent    {levels}, top prior Norm[0, I]" + (", learned Pr(z1|z2)" if model.prior_graphs else ""),
         f"  likelihood {lik.type}" + (f", sigma {lik.sigma:.4f}" + (" (learned)" if lik.learned_sigma else "")
                                       if lik.sigma is not None else ""),
         f"  trained   {m.training.dataset}: {m.training.num_train} images, {m.training.epochs} epochs, "
@@ -50,18 +48,25 @@ def model_card(folder: Path) -> str:
         bpd = f", {mt.bits_per_dim:.3f} bits/dim" if mt.bits_per_dim is not None else ""
         lines.append(f"  test      ELBO {mt.elbo:.2f} nats, log-likelihood {mt.log_likelihood:.2f} "
                      f"nats (K={mt.log_likelihood_k}, {mt.num_images} images){bpd}")
+    lines.append("  graphs    " + ", ".join(f"{g.spec.file} on {g.providers[0]}" for g in model.graphs))
     files = (f"{name} ({spec.bytes // 1024} KiB, sha256 ok)" for name, spec in m.files.items())
     lines.append("  files     " + ", ".join(files))
     return "\n".join(line for line in lines if line)
 
 
-def model_cards(model_dir: Path) -> tuple[list[str], list[str]]:
-    """(cards, errors) for every sub-folder holding a manifest.json."""
-    cards, errors = [], []
-    for folder in sorted(p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        try:
-            cards.append(model_card(folder))
-        except Exception as exc:  # noqa: BLE001 - any broken folder is reported and skipped (onnxruntime
-            # raises its own exception types, e.g. InvalidProtobuf)
-            errors.append(f"skipped {folder}: {exc}")
-    return cards, errors
+def model_cards(settings: Settings) -> tuple[list[str], list[str]]:
+    """(cards, errors) for every folder under the settings' model directory, loaded as the service loads them."""
+    workers = Workers(1)
+    try:
+        registry = load_registry(settings, Metrics(), workers)
+        cards, errors = [], [f"skipped {name}: {why}" for name, why in registry.skipped.items()]
+        for model in registry.models.values():
+            try:
+                exercise(model)
+                cards.append(model_card(model))
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a graph that fails
+                errors.append(f"skipped {model.folder.name}: {exc}")
+        registry.close()
+        return cards, errors
+    finally:
+        workers.close()

@@ -1,16 +1,15 @@
 """Where a request's CPU work runs: inline on the event loop when it is small, else on a worker thread.
 
-A hop to a worker thread and back costs more than small work itself: about 130 us through an executor
-(470 us through anyio's `run_in_threadpool`), and more under load, when the worker waits for the GIL
-that the busy event loop holds; decoding a 28x28 PNG or encoding one costs about 20-40 us. Decoding
-many small PNGs gains nothing in the pool either: it is per-file Python work that holds the GIL (64
-Fashion-MNIST PNGs: 1.4 ms on one thread, 4.9 ms for twice the work on two), so the pool only adds
-GIL hand-overs (measured: /encode with 64 PNGs at 32 clients, +30% images/s inline). So inline:
+A hop to a worker thread and back costs more than small work itself, and more under load, when the worker
+waits for the GIL that the busy event loop holds; decoding or encoding one small PNG costs a few tens of
+microseconds. Decoding many small PNGs gains nothing in the pool either: it is per-file Python work that
+holds the GIL, so the pool only adds GIL hand-overs (docs/performance.md has the measurements). So inline:
   - a few small images (at most INLINE_MAX_IMAGES and INLINE_MAX_BYTES in all): the longest step stays
     well under a millisecond (deflate expands at most about 1000:1, so 8 KiB of PNG is at most 8 MB of
     pixels even for a crafted file);
   - PNG files that each declare no more pixels than the model's image and are at most INLINE_MAX_BYTES:
-    decoding is bounded by the request's image limit times the model's size (64 x 28 x 28: 1.4 ms).
+    decoding is bounded by the request's image limit times the model's size;
+  - output images: at most INLINE_MAX_IMAGES of at most INLINE_MAX_VALUES values in all.
 Anything else (large photos, JPEGs to resize, JSON arrays, many output images) goes to the image thread
 (`Workers.run_images`), where Pillow's decoders and resizing release the GIL for large images.
 """
@@ -29,7 +28,7 @@ T = TypeVar("T")
 
 INLINE_MAX_BYTES = 8 * 1024  # encoded image bytes in a request decoded on the event loop
 INLINE_MAX_IMAGES = 8  # and at most this many images (decoded inputs or PNG outputs)
-INLINE_MAX_VALUES = 8 * 784  # output values encoded to PNG on the event loop (8 Fashion-MNIST images)
+INLINE_MAX_VALUES = 8 * 1024  # and at most this many values in all, for output images encoded to PNG
 
 
 def small_inputs(payloads: list[Any], model_pixels: int) -> bool:
@@ -45,6 +44,11 @@ def small_inputs(payloads: list[Any], model_pixels: int) -> bool:
 def model_size_png(data: bytes, model_pixels: int) -> bool:
     size = png_size(data)
     return size is not None and size[0] * size[1] <= model_pixels
+
+
+def small_outputs(count: int, values: int) -> bool:
+    """True when encoding these output images to PNG is cheaper inline than on the image thread."""
+    return count <= INLINE_MAX_IMAGES and values <= INLINE_MAX_VALUES
 
 
 class Workers:

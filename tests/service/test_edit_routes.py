@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from service.edit_routes import attribute_direction
-from service.errors import ApiError
+from service.core import attribute_direction
+from service.errors import InvalidInput
 from tests.service.conftest import DIGITS
 
 
@@ -39,8 +39,9 @@ def test_resynthesize_adds_the_class_mean_difference(client, model_dir):
                         json={"arrays": arrays}).json()
     np.testing.assert_allclose(named["z"], r["z"], atol=1e-6)
     in_body = client.post(f"/resynthesize?model={DIGITS}", json={"arrays": arrays, "from": "1", "to": "7",
-                                                                  "strength": 0.5}).json()
-    np.testing.assert_allclose(in_body["z"], r["z"], atol=1e-6)
+                                                                  "strength": 0.5})  # deprecated: options in the body
+    np.testing.assert_allclose(in_body.json()["z"], r["z"], atol=1e-6)
+    assert in_body.headers["Deprecation"].startswith("@")
     zero = client.post(f"/resynthesize?model={DIGITS}&from=1&to=7&strength=0&include_arrays=true",
                        json={"arrays": arrays}).json()
     recon = client.post(f"/reconstruct?model={DIGITS}&include_arrays=true", json={"arrays": arrays}).json()
@@ -59,10 +60,10 @@ def test_resynthesize_errors(client, query, status, field):
 
 
 def test_a_model_without_attributes_says_so(client):
-    model = client.app.state.vae.registry.models[DIGITS]
+    model = client.app.state.core.registry.models[DIGITS]
     bare = dataclasses.replace(model, attributes={},
                                manifest=model.manifest.model_copy(update={"attributes": None}))
-    with pytest.raises(ApiError, match="no attributes"):
+    with pytest.raises(InvalidInput, match="no attributes"):
         attribute_direction(bare, "1", "7", None)
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 import service.images as images
-from service.errors import ApiError
+from service.errors import InvalidInput
 from service.manifest import ImageSpec
 
 GREY_SPEC = ImageSpec(channels=1, height=28, width=28, levels=256, pixel_mode="dequantize")
@@ -71,9 +71,9 @@ def test_damaged_files_leave_the_fast_path_and_are_a_422(start):
     data = bytearray(png(GREY))
     data[start:start + 10] = bytes(10)  # inside the IDAT stream: only the CRC tells (pyspng skips it)
     assert images.fast_png_levels(bytes(data), "f", GREY_SPEC, 10**6) is None
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(InvalidInput) as err:
         images.image_from_bytes(bytes(data), "images[0]", GREY_SPEC, True, 10**6)
-    assert err.value.status == 422 and err.value.field == "images[0]"
+    assert err.value.field == "images[0]"
 
 
 @pytest.mark.parametrize(("pixel_mode", "levels", "expected"), [
@@ -89,7 +89,5 @@ def test_every_8_bit_level_maps_as_in_training(pixel_mode, levels, expected):
     x, _ = images.map_pixels(k, spec)
     assert x.dtype == np.float32
     np.testing.assert_allclose(x, expected(np.arange(256, dtype=np.float64)).reshape(1, 16, 16), rtol=0, atol=1e-7)
-    # the same levels as floats (the array path's arithmetic) give the same values
-    np.testing.assert_array_equal(x, images.map_pixels(k.astype(np.float64), spec)[0])
     if levels == 17:  # the top level is the top bin, not a wrapped-around uint8 product
         assert x[0, 15, 15] == np.float32(16.5 / 17)

@@ -5,7 +5,7 @@ import sys
 
 CHECK = """
 import sys
-import service, service.manifest, service.model_card, service.__main__, service.app, service.routes
+import service, service.manifest, service.model_card, service.__main__, service.app, service.core, service.v2
 leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'training'))
 print(','.join(leaked))
 """

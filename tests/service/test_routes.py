@@ -174,7 +174,7 @@ def test_metrics_count_requests_and_images(client):
     client.get("/sample?n=5&seed=1")
     text = client.get("/metrics").text
     assert 'vae_requests_total{endpoint="/sample",model="fashion-mnist",status="200"}' in text
-    assert 'vae_images_processed_total{endpoint="/sample",model="fashion-mnist"}' in text
+    assert 'vae_images_processed_total{model="fashion-mnist",use_case="sample"}' in text
     assert 'vae_inference_seconds_count{graph="decoder",model="fashion-mnist"}' in text
     assert "vae_request_latency_seconds_bucket" in text
 
