@@ -35,7 +35,7 @@ from service.errors import ServiceError, TooLarge
 from service.registry import StartupError, check_configuration
 from service.runtime import tune_interpreter
 from service.settings import Settings
-from service.vae_api import inference_router
+from service.vae_api import add_inference_routes
 from service.vae_api import router as vae_router
 from service.vae_requests import ApiModels
 
@@ -65,13 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="VAE service", version="0.2.0", description=DESCRIPTION, lifespan=lifespan,
                   telemetry=telemetry)
     app.state.core, app.state.api, app.state.on_fatal = core, ApiModels(settings), None
+    add_inference_routes(app, app.state.api, lean=settings.lean_routes)  # first: the router tries routes in order
     app.include_router(vae_router)
-    app.include_router(inference_router(app.state.api))
     app.include_router(v2.router)
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, core=core)
-    app.add_middleware(HeadAsGet)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)  # outermost
+    app.add_middleware(HttpMiddleware, core=core, max_body_bytes=settings.max_request_bytes)
     return app
 
 
@@ -103,21 +101,26 @@ class BodyTooLarge(Exception):
     pass
 
 
-class BodyLimitMiddleware:
-    """413 for a request body over the limit, by Content-Length or, when streamed, by counting."""
+class HttpMiddleware:
+    """What every HTTP request goes through, in one ASGI layer (each layer costs every request a hop):
+      - the body limit: 413 by Content-Length or, when streamed, by counting;
+      - HEAD answered as GET without the body (RFC 9110 9.3.2; FastAPI's routes list GET only);
+      - metrics: requests, latency and errors per endpoint (the route's path template) and model."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, core: Core, max_body_bytes: int):
+        self.app, self.metrics, self.max_bytes = app, core.metrics, max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        started, status, seen, head = time.perf_counter(), 500, 0, scope["method"] == "HEAD"
+        length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self.reject(scope, receive, send)
+            await self.too_large(scope, receive, send)
             return
-        seen, started = 0, False
+        if head:
+            scope = {**scope, "method": "GET"}
 
         async def counting_receive() -> Message:
             nonlocal seen
@@ -128,66 +131,33 @@ class BodyLimitMiddleware:
                     raise BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+        async def watching_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, watching_send)
         except BodyTooLarge:
-            if not started:
-                await self.reject(scope, receive, send)
+            if status == 500:  # nothing sent yet
+                status = 413
+                await self.too_large(scope, receive, send)
+        finally:
+            self.observe(scope, status, time.perf_counter() - started)
 
-    async def reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = TooLarge("body", "request body is over the limit (bytes)", self.max_bytes)
         response = (v2 if v2.is_v2(scope["path"]) else vae).service_error(error)
         await response(scope, receive, send)
 
-
-class HeadAsGet:
-    """HEAD answers as GET does, without the body (RFC 9110 9.3.2); FastAPI's routes list GET only."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
-            await self.app(scope, receive, send)
-            return
-
-        async def without_body(message: Message) -> None:
-            await send({**message, "body": b""} if message["type"] == "http.response.body" else message)
-
-        await self.app({**scope, "method": "GET"}, receive, without_body)
-
-
-class MetricsMiddleware:
-    """Requests, latency and errors per endpoint (the route's path template) and model."""
-
-    def __init__(self, app: ASGIApp, core: Core):
-        self.app, self.metrics = app, core.metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def status_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, status_send)
-        finally:
-            endpoint = getattr(scope.get("route"), "path", "unmatched")
-            model = scope.get("vae_model", "-")
-            m = self.metrics
-            m.labeled(m.requests, endpoint, model, str(status)).inc()
-            m.labeled(m.latency, endpoint, model).observe(time.perf_counter() - started)
-            if status >= 400:
-                m.labeled(m.errors, endpoint, model, str(status)).inc()
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        endpoint = getattr(scope.get("route"), "path", "unmatched")
+        model = scope.get("vae_model", "-")
+        m = self.metrics
+        m.labeled(m.requests, endpoint, model, str(status)).inc()
+        m.labeled(m.latency, endpoint, model).observe(seconds)
+        if status >= 400:
+            m.labeled(m.errors, endpoint, model, str(status)).inc()

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # check of the global providers runs on every request, about 5% of /encode's event-loop time (py-spy);
     # the service's telemetry is Prometheus at /metrics. True: FastAPI's defaults.
     opentelemetry: bool = False
+    # The inference routes' lean request handler (service/routing.py), for routes whose only dependency is their
+    # own reader; false: FastAPI's own handler for them too (slower; docs/performance.md compares the two).
+    lean_routes: bool = True
     # The interpreter under load (service/runtime.py): how soon a thread waiting for the GIL (the batch
     # thread, with onnxruntime's outputs) makes the busy event loop hand it over (Python's default: 5000 us),
     # and the allocations between young-generation garbage collections (Python's default: 700).

@@ -1,18 +1,20 @@
 """The VAE API: thin routes over the service core (service/core.py). Each parses (a dependency of
 service/vae_requests.py), calls one use case, and renders (service/vae_responses.py).
 
-`router` holds the routes that depend on nothing but the core; `inference_router(api)` the inference routes,
-whose option and body models are bound to the app's settings (their limits are settings), so it is built
-per app. Every status code an operation answers is in its OpenAPI `responses`, with its error model.
+`router` holds the routes that depend on nothing but the core; `add_inference_routes(app, api)` adds the
+inference routes, whose option and body models are bound to the app's settings (their limits are settings),
+to each app. Every status code an operation answers is in its OpenAPI `responses`, with its error model.
 
 No `from __future__ import annotations`: FastAPI reads the routes' annotations, which name the app's
 dependencies, when they are defined.
 """
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service import vae_responses as render
@@ -28,6 +30,7 @@ from service.options import (
     ResynthesizeOptions,
     SampleOptions,
 )
+from service.routing import CallRoute
 from service.schemas import (
     EncodeResponse,
     ErrorResponse,
@@ -50,6 +53,7 @@ ANSWER_HEADERS = {
     **{name: {"description": "present when a JSON body carried options (deprecated: send them in the query)",
               "schema": {"type": "string"}} for name in DEPRECATION}}
 IMAGE_ROUTE_ERRORS = (400, 404, 413, 415, 422, 503)
+Endpoint = Callable[..., Awaitable[Response]]
 
 
 def responses(*codes: int, png: bool = False) -> dict[int | str, dict[str, Any]]:
@@ -117,69 +121,74 @@ async def model_info(name: str, core: CoreDep) -> ModelInfo:
     return ModelInfo(name=name, default=name == registry.default, providers=m.providers, manifest=m.manifest)
 
 
-def inference_router(api: ApiModels) -> APIRouter:
-    """The inference routes, their options and bodies bound to the app's settings (`api`)."""
-    inference = APIRouter(tags=["inference"])
+def add_inference_routes(app: FastAPI, api: ApiModels, lean: bool = True) -> None:
+    """The inference routes, their options and bodies bound to the app's settings (`api`), added to the app's own
+    router (so the app's dependencies are part of each route's graph) with the CallRoute class (service/routing.py;
+    lean=False: FastAPI's APIRoute)."""
+    route_class = CallRoute if lean else APIRoute
 
-    @inference.post("/encode", response_model=EncodeResponse, responses=responses(*IMAGE_ROUTE_ERRORS),
-                    openapi_extra=request_body(api.bodies["encode"]))
-    async def encode(core: CoreDep, call: Annotated[Call[EncodeOptions], Depends(api.encode)]) -> Response:
+    def route(method: str, path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
+        def add(endpoint: Endpoint) -> Endpoint:
+            app.router.add_api_route(path, endpoint, methods=[method], route_class_override=route_class,
+                                     **{"tags": ["inference"], **options})
+            return endpoint
+        return add
+
+    @route("POST", "/encode", response_model=EncodeResponse, responses=responses(*IMAGE_ROUTE_ERRORS),
+           openapi_extra=request_body(api.bodies["encode"]))
+    async def encode(call: Annotated[Call[EncodeOptions], Depends(api.encode)]) -> Response:
         """Posterior mean and log-variance of q(z|x) per image, and `samples` draws of z; two-level models give
         every level (`levels`: z1, then z2)."""
         images = inputs(call)
-        result = await core.encode(call.model, images.x, call.options.samples, call.options.seed)
+        result = await call.core.encode(call.model, images.x, call.options.samples, call.options.seed)
         return render.encoding(call, images, result)
 
-    @inference.post("/decode", response_model=ImagesResponse, responses=responses(404, 413, 415, 422, 503, png=True),
-                    openapi_extra=request_body(api.bodies["decode"], files=False))
-    async def decode(core: CoreDep, call: Annotated[Call[DecodeOptions], Depends(api.decode)]) -> Response:
+    @route("POST", "/decode", response_model=ImagesResponse, responses=responses(404, 413, 415, 422, 503, png=True),
+           openapi_extra=request_body(api.bodies["decode"], files=False))
+    async def decode(call: Annotated[Call[DecodeOptions], Depends(api.decode)]) -> Response:
         """Images f[z] from latent vectors; with noise=true, x ~ Pr(x|z)."""
-        result = await core.decode(call.model, latents(call), call.options.noise, call.options.seed)
-        return await render.images(core, call, result)
+        result = await call.core.decode(call.model, latents(call), call.options.noise, call.options.seed)
+        return await render.images(call, result)
 
-    @inference.get("/sample", response_model=ImagesResponse, responses=responses(404, 422, 503, png=True))
-    async def sample(core: CoreDep, call: Annotated[Call[SampleOptions], Depends(api.sample)]) -> Response:
+    @route("GET", "/sample", response_model=ImagesResponse, responses=responses(404, 422, 503, png=True))
+    async def sample(call: Annotated[Call[SampleOptions], Depends(api.sample)]) -> Response:
         """Draw z from the prior and decode: the same seed gives the same images."""
         o = call.options
-        return await render.images(core, call, await core.sample(call.model, o.n, o.seed, o.temperature, o.noise))
+        return await render.images(call, await call.core.sample(call.model, o.n, o.seed, o.temperature, o.noise))
 
-    @inference.post("/loglik", response_model=LogLikelihoodResponse, responses=responses(*IMAGE_ROUTE_ERRORS),
-                    openapi_extra=request_body(api.bodies["loglik"]))
-    async def loglik(core: CoreDep, call: Annotated[Call[LogLikelihoodOptions], Depends(api.loglik)]) -> Response:
+    @route("POST", "/loglik", response_model=LogLikelihoodResponse, responses=responses(*IMAGE_ROUTE_ERRORS),
+           openapi_extra=request_body(api.bodies["loglik"]))
+    async def loglik(call: Annotated[Call[LogLikelihoodOptions], Depends(api.loglik)]) -> Response:
         """Importance-sampled log Pr(x) per image (float64, log space), with the ELBO, bits/dim and ESS."""
         images = inputs(call)
-        result = await core.log_likelihood(call.model, images.x, call.options.k, call.options.seed)
+        result = await call.core.log_likelihood(call.model, images.x, call.options.k, call.options.seed)
         return render.scores(call, images, result)
 
-    @inference.post("/reconstruct", response_model=ImagesResponse, responses=responses(*IMAGE_ROUTE_ERRORS, png=True),
-                    openapi_extra=request_body(api.bodies["reconstruct"]))
-    async def reconstruct(core: CoreDep, call: Annotated[Call[ReconstructOptions], Depends(api.reconstruct)]
-                          ) -> Response:
+    @route("POST", "/reconstruct", response_model=ImagesResponse, responses=responses(*IMAGE_ROUTE_ERRORS, png=True),
+           openapi_extra=request_body(api.bodies["reconstruct"]))
+    async def reconstruct(call: Annotated[Call[ReconstructOptions], Depends(api.reconstruct)]) -> Response:
         """Images in, their decoded posterior means f[mu(x)] out."""
         images = inputs(call)
-        return await render.images(core, call, await core.reconstruct(call.model, images.x), images)
+        return await render.images(call, await call.core.reconstruct(call.model, images.x), images)
 
-    @inference.post("/resynthesize", tags=["editing"], response_model=ImagesResponse,
-                    responses=responses(*IMAGE_ROUTE_ERRORS, png=True),
-                    openapi_extra=request_body(api.bodies["resynthesize"]))
-    async def resynthesize(core: CoreDep, call: Annotated[Call[ResynthesizeOptions], Depends(api.resynthesize)]
-                           ) -> Response:
+    @route("POST", "/resynthesize", tags=["editing"], response_model=ImagesResponse,
+           responses=responses(*IMAGE_ROUTE_ERRORS, png=True),
+           openapi_extra=request_body(api.bodies["resynthesize"]))
+    async def resynthesize(call: Annotated[Call[ResynthesizeOptions], Depends(api.resynthesize)]) -> Response:
         """Edit images along an attribute direction: decode mu(x) + strength * (mean_to - mean_from)."""
         images, o = inputs(call), call.options
-        result = await core.resynthesize(call.model, images.x, o.strength, o.start, o.end, o.direction)
-        return await render.images(core, call, result, images)
+        result = await call.core.resynthesize(call.model, images.x, o.strength, o.start, o.end, o.direction)
+        return await render.images(call, result, images)
 
-    @inference.post("/interpolate", tags=["editing"], response_model=ImagesResponse,
-                    responses=responses(*IMAGE_ROUTE_ERRORS, png=True),
-                    openapi_extra=request_body(api.bodies["interpolate"]))
-    async def interpolate(core: CoreDep, call: Annotated[Call[InterpolateOptions], Depends(api.interpolate)]
-                          ) -> Response:
+    @route("POST", "/interpolate", tags=["editing"], response_model=ImagesResponse,
+           responses=responses(*IMAGE_ROUTE_ERRORS, png=True),
+           openapi_extra=request_body(api.bodies["interpolate"]))
+    async def interpolate(call: Annotated[Call[InterpolateOptions], Depends(api.interpolate)]) -> Response:
         """Decode the path between two latent vectors (JSON {"z": [z0, z1]}) or two images' posterior means."""
         ends = call.latents if call.latents is not None else inputs(call)
-        result = await core.interpolate(call.model, ends, call.options.steps, call.options.method)
-        return await render.images(core, call, result, call.images, ncols=call.options.steps)
+        result = await call.core.interpolate(call.model, ends, call.options.steps, call.options.method)
+        return await render.images(call, result, call.images, ncols=call.options.steps)
 
-    return inference
 
 
 def inputs(call: Call[Any]) -> Images:

@@ -13,6 +13,8 @@ No `from __future__ import annotations`: FastAPI reads the dependencies' annotat
 option models, when they are defined.
 """
 
+import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar, cast
@@ -20,11 +22,11 @@ from typing import Annotated, Any, Generic, TypeVar, cast
 import numpy as np
 from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, create_model
 
-from service.core import Images
-from service.deps import CoreDep, ModelDep
+from service.core import Core, Images
 from service.errors import InvalidInput, MalformedInput, UnsupportedMedia
+from service.manifest import NAME_PATTERN
 from service.model import ServedModel
 from service.multipart import MultipartError, TooManyParts, parse_form
 from service.options import (
@@ -38,6 +40,7 @@ from service.options import (
     ResynthesizeOptions,
     SampleOptions,
     bound,
+    no_null,
 )
 from service.schemas import ImagesPayload, InterpolatePayload, LatentsPayload, Payload, request_body
 from service.settings import Settings
@@ -54,8 +57,10 @@ Dependency = Callable[..., Awaitable[Any]]
 
 @dataclass
 class Call(Generic[OptT]):
-    """A parsed request: the model, its options, its inputs (images or latent vectors), headers for the answer."""
+    """A parsed request: the core that serves it, the model, its options, its inputs (images or latent vectors),
+    and headers for the answer."""
 
+    core: Core
     model: ServedModel
     options: OptT
     images: Images | None = None
@@ -116,47 +121,72 @@ def image_sources(payload: Payload | list[bytes]) -> list[Any]:
     return images if images is not None else getattr(payload, "arrays", None) or []
 
 
-def images_call(options: type[ResizedT], body: type[Payload], max_images: int) -> Dependency:
-    """A route that takes images (multipart or JSON) and `options`."""
-    async def call(request: Request, core: CoreDep, model: ModelDep,
-                   query: Annotated[options, Query()]) -> Call[ResizedT]:  # type: ignore[valid-type]
-        payload = await read_body(request, body, max_images)
-        merged, headers = merge(cast(ResizedT, query), payload)
-        return Call(model, merged, await core.read_images(model, image_sources(payload), merged.resize),
-                    headers=headers)
-    return call
+def served(request: Request, name: str | None) -> tuple[Core, ServedModel]:
+    """The core and the request's model, from the app's state (sub-dependencies cost every request; see
+    service/routing.py)."""
+    core: Core = request.app.state.core
+    model = core.model(name)
+    request.scope["vae_model"] = model.name  # the model label of the request's metrics
+    return core, model
 
 
-def latents_call(options: type[OptT], body: type[Payload], max_images: int) -> Dependency:
-    """A route that takes latent vectors (JSON {"z": [...]}) and `options`."""
-    async def call(request: Request, core: CoreDep, model: ModelDep,
-                   query: Annotated[options, Query()]) -> Call[OptT]:  # type: ignore[valid-type]
-        payload = await read_body(request, body, max_images, accept_files=False)
-        merged, headers = merge(cast(OptT, query), payload)
-        return Call(model, merged, latents=core.latents(model, cast(LatentsPayload, payload).z, "body.z"),
-                    headers=headers)
-    return call
+async def read_images(request: Request, query: Any, body: type[Payload], max_images: int) -> Call[Any]:
+    """Images from multipart/form-data (field `images`) or JSON (base64 files or arrays)."""
+    core, model = served(request, query.model)
+    payload = await read_body(request, body, max_images)
+    options, headers = merge(query, payload)
+    return Call(core, model, options, await core.read_images(model, image_sources(payload), options.resize),
+                headers=headers)
 
 
-def ends_call(options: type[ResizedT], body: type[Payload], max_images: int) -> Dependency:
-    """/interpolate: two latent vectors (JSON {"z": [...]}) or two images (multipart or JSON), and `options`."""
-    async def call(request: Request, core: CoreDep, model: ModelDep,
-                   query: Annotated[options, Query()]) -> Call[ResizedT]:  # type: ignore[valid-type]
-        payload = await read_body(request, body, max_images)
-        merged, headers = merge(cast(ResizedT, query), payload)
-        z = None if isinstance(payload, list) else getattr(payload, "z", None)
-        if z is not None:
-            return Call(model, merged, latents=core.latents(model, z, "body.z"), headers=headers)
-        return Call(model, merged, await core.read_images(model, image_sources(payload), merged.resize),
-                    headers=headers)
-    return call
+async def read_latents(request: Request, query: Any, body: type[Payload], max_images: int) -> Call[Any]:
+    """Latent vectors from JSON {"z": [...]}."""
+    core, model = served(request, query.model)
+    payload = await read_body(request, body, max_images, accept_files=False)
+    options, headers = merge(query, payload)
+    z = core.latents(model, cast(LatentsPayload, payload).z, "body.z")
+    return Call(core, model, options, latents=z, headers=headers)
 
 
-def options_call(options: type[OptT]) -> Dependency:
-    """A route that takes only `options`."""
-    async def call(model: ModelDep, query: Annotated[options, Query()]) -> Call[OptT]:  # type: ignore[valid-type]
-        return Call(model, cast(OptT, query))
-    return call
+async def read_ends(request: Request, query: Any, body: type[Payload], max_images: int) -> Call[Any]:
+    """/interpolate: two latent vectors (JSON {"z": [...]}) or two images (multipart or JSON)."""
+    core, model = served(request, query.model)
+    payload = await read_body(request, body, max_images)
+    options, headers = merge(query, payload)
+    z = None if isinstance(payload, list) else getattr(payload, "z", None)
+    if z is not None:
+        return Call(core, model, options, latents=core.latents(model, z, "body.z"), headers=headers)
+    return Call(core, model, options, await core.read_images(model, image_sources(payload), options.resize),
+                headers=headers)
+
+
+async def read_query(request: Request, query: Any) -> Call[Any]:
+    """Options alone."""
+    core, model = served(request, query.model)
+    return Call(core, model, query)
+
+
+class Reader(Generic[OptT]):
+    """A route's dependency: its request read into a Call. FastAPI sees the signature (request, query), `query`
+    being the route's query model (its options and `model`) bound to the app's settings; service/routing.py
+    awaits the same reader with the same model."""
+
+    def __init__(self, query: type[OptT], read: Callable[..., Awaitable[Call[Any]]], **bound: Any):
+        self.query, self.read = query, functools.partial(read, **bound)
+        self.__signature__ = inspect.Signature(
+            [inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
+             inspect.Parameter("query", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[query, Query()])],
+            return_annotation=Call)
+
+    async def __call__(self, *, request: Request, query: OptT) -> Call[OptT]:
+        return await self.read(request, query)
+
+
+def with_model(options: type[OptT]) -> type[OptT]:
+    """The query model of a route: its options and the model to use."""
+    return cast(type[OptT], create_model(options.__name__, __base__=options, __doc__=options.__doc__, model=(
+        Annotated[str | None, Field(pattern=NAME_PATTERN, json_schema_extra=no_null)],
+        Field(None, description="model name (default: the service's default model)"))))
 
 
 class ApiModels:
@@ -166,19 +196,17 @@ class ApiModels:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.bodies: dict[str, type[Payload]] = {}
-        self.encode = images_call(*self.bind("encode", EncodeOptions, ImagesPayload), settings.max_images)
-        self.loglik = images_call(*self.bind("loglik", LogLikelihoodOptions, ImagesPayload), settings.max_images)
-        self.reconstruct = images_call(*self.bind("reconstruct", ReconstructOptions, ImagesPayload),
-                                       settings.max_images)
-        self.resynthesize = images_call(*self.bind("resynthesize", ResynthesizeOptions, ImagesPayload),
-                                        settings.max_images)
-        self.decode = latents_call(*self.bind("decode", DecodeOptions, LatentsPayload), settings.max_images)
-        self.interpolate = ends_call(*self.bind("interpolate", InterpolateOptions, InterpolatePayload),
-                                     settings.max_images)
-        self.sample = options_call(bound(SampleOptions, settings))
+        self.encode = self.reader("encode", EncodeOptions, ImagesPayload)
+        self.loglik = self.reader("loglik", LogLikelihoodOptions, ImagesPayload)
+        self.reconstruct = self.reader("reconstruct", ReconstructOptions, ImagesPayload)
+        self.resynthesize = self.reader("resynthesize", ResynthesizeOptions, ImagesPayload)
+        self.decode = self.reader("decode", DecodeOptions, LatentsPayload, read_latents)
+        self.interpolate = self.reader("interpolate", InterpolateOptions, InterpolatePayload, read_ends)
+        self.sample = Reader(bound(with_model(SampleOptions), settings), read_query)
         self.loglik_options = bound(LogLikelihoodOptions, settings)  # also the v2 protocol's `parameters`
 
-    def bind(self, route: str, options: type[OptT], payload: type[Payload]) -> tuple[type[OptT], type[Payload]]:
-        """The route's option model and JSON body model, bounded by the settings."""
-        self.bodies[route] = bound(request_body(payload, options), self.settings)
-        return bound(options, self.settings), self.bodies[route]
+    def reader(self, route: str, options: type[OptT], payload: type[Payload],
+               read: Callable[..., Awaitable[Call[Any]]] = read_images) -> Reader[OptT]:
+        """The route's dependency: its query model and JSON body model, bound to the settings, and how to read."""
+        body = self.bodies[route] = bound(request_body(payload, options), self.settings)
+        return Reader(bound(with_model(options), self.settings), read, body=body, max_images=self.settings.max_images)

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from pydantic_core import to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.core import Core, Encoding, Generated, Images, Scores
+from service.core import Encoding, Generated, Images, Scores
 from service.errors import (
     InvalidInput,
     MalformedInput,
@@ -71,14 +71,14 @@ def scores(call: Call[Any], images: Images, result: Scores) -> Response:
         answer_headers(call, result.seed))
 
 
-async def images(core: Core, call: Call[R], result: Generated, inputs: Images | None = None,
-                 ncols: int | None = None) -> Response:
+async def images(call: Call[R], result: Generated, inputs: Images | None = None, ncols: int | None = None
+                 ) -> Response:
     """The images as JSON (base64 PNGs, the latent codes decoded when the use case chose them, the raw values
     with include_arrays) or, with format=png, as one PNG (a grid `ncols` wide for several)."""
     headers = answer_headers(call, result.seed)
     if call.options.format == "png":
-        return Response(await core.png_grid(result.images, ncols), media_type=PNG_TYPE, headers=headers)
-    return json_response(images_json(call.model, result, await core.png_files(result.images),
+        return Response(await call.core.png_grid(result.images, ncols), media_type=PNG_TYPE, headers=headers)
+    return json_response(images_json(call.model, result, await call.core.png_files(result.images),
                                      call.options.include_arrays, inputs), headers)
 
 

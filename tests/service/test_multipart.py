@@ -1,9 +1,9 @@
-"""multipart/form-data bodies read with python-multipart's parser: bodies built by httpx and by hand."""
+"""The in-memory multipart/form-data parser against bodies built by httpx and by hand (RFC 2046 cases)."""
 
 import httpx
 import pytest
 
-from service.multipart import MultipartError, TooManyParts, parse_form
+from service.multipart import MultipartError, TooManyParts, header_params, parse_form
 
 
 def encoded(files: list, data: dict | None = None) -> tuple[bytes, str]:
@@ -19,31 +19,32 @@ def test_parts_of_an_httpx_body_come_back_exactly():
     assert [(p.name, p.filename) for p in parts] == [("note", None), ("images", "0.png"), ("images", "1.png"),
                                                      ("images", "2.png")]
     assert [p.data for p in parts[1:]] == payloads and parts[0].data == b"hello"
-    assert parts[1].content_type == "image/png" and parts[0].content_type is None
+    assert parts[1].content_type == "image/png"
 
 
-def test_quoted_boundary_escaped_filename_and_padding():
-    body = (b"--a b\r\n"
+def test_preamble_epilogue_quoted_boundary_and_headerless_part():
+    body = (b"preamble to ignore\r\n--a b\r\n"
             b'Content-Disposition: form-data; name="images"; filename="x \\"q\\".png"\r\n\r\nPNG1\r\n'
-            b"--a b\r\nContent-Disposition: form-data; name=n\r\n\r\nv\r\n--a b--\r\nepilogue")
-    parts = parse_form(body, 'multipart/form-data; boundary="a b"', 10)
+            b"--a b  \r\n"  # transport padding after a delimiter is allowed
+            b"\r\nno headers\r\n--a b--\r\nepilogue")
+    with pytest.raises(MultipartError, match="Content-Disposition"):  # the second part has no name
+        parse_form(body, 'multipart/form-data; boundary="a b"', 10)
+    parts = parse_form(body.replace(b"\r\n\r\nno headers", b"\r\nContent-Disposition: form-data; name=n\r\n\r\nv"),
+                       'multipart/form-data; boundary="a b"', 10)
     assert [(p.name, p.filename, p.data) for p in parts] == [("images", 'x "q".png', b"PNG1"), ("n", None, b"v")]
 
 
 @pytest.mark.parametrize("body, ctype, message", [
     (b"--b\r\n\r\nx\r\n--b--", "multipart/form-data", "boundary parameter"),
     (b"--b\r\n\r\nx\r\n--b--", "multipart/form-data; boundary=" + "b" * 71, "boundary parameter"),
-    (b"no delimiter at all", "multipart/form-data; boundary=b", "malformed body"),
-    (b"preamble\r\n--b\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--b--", "multipart/form-data; boundary=b",
-     "malformed body"),  # python-multipart reads no preamble (clients send none)
+    (b"no delimiter at all", "multipart/form-data; boundary=b", "no boundary delimiter"),
     (b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\nunterminated', "multipart/form-data; boundary=b",
-     "closing boundary"),
-    (b'--b\r\nContent-Disposition: form-data; name="a"', "multipart/form-data; boundary=b", "closing boundary"),
-    (b"--bX\r\n\r\nx\r\n--b--", "multipart/form-data; boundary=b", "malformed body"),
-    (b"--b\r\nnot a header\r\n\r\nx\r\n--b--", "multipart/form-data; boundary=b", "malformed body"),
+     "no closing boundary"),
+    (b'--b\r\nContent-Disposition: form-data; name="a"', "multipart/form-data; boundary=b", "not terminated"),
+    (b"--bX\r\n\r\nx\r\n--b--", "multipart/form-data; boundary=b", "malformed boundary line"),
+    (b"--b\r\nnot a header\r\n\r\nx\r\n--b--", "multipart/form-data; boundary=b", "malformed part header"),
     (b"--b\r\nContent-Disposition: attachment; name=a\r\n\r\nx\r\n--b--", "multipart/form-data; boundary=b",
      "Content-Disposition"),
-    (b"--b\r\n\r\nno headers\r\n--b--", "multipart/form-data; boundary=b", "Content-Disposition"),
 ])
 def test_malformed_bodies_are_refused_with_a_reason(body, ctype, message):
     with pytest.raises(MultipartError, match=message):
@@ -55,3 +56,23 @@ def test_the_part_limit_counts_every_part():
     assert len(parse_form(body, ctype, 5)) == 5
     with pytest.raises(TooManyParts):
         parse_form(body, ctype, 4)
+
+
+def test_header_params():
+    assert header_params('form-data; name="a;b"; filename=c.png') == ("form-data", {"name": "a;b",
+                                                                                    "filename": "c.png"})
+    assert header_params("multipart/form-data; BOUNDARY=xyz") == ("multipart/form-data", {"boundary": "xyz"})
+
+
+@pytest.mark.parametrize("headers", [
+    b'Content-Disposition: form-data; name="images"; filename="0.png"\r\nContent-Type: image/png',
+    b'content-disposition: form-data; name="images"',
+    b'CONTENT-DISPOSITION:form-data; name="note"\r\ncontent-type:  text/plain ',
+    b'Content-Disposition: form-data; name="images"; filename="caf\xc3\xa9 \xff.png"',
+    b'Content-Disposition: form-data; name=""; filename=""',
+])
+def test_the_common_header_shape_parses_as_the_general_parser_does(headers):
+    from service.multipart import _COMMON_HEADERS, _part, _part_general
+
+    assert _COMMON_HEADERS.fullmatch(headers) is not None  # these take the fast path
+    assert _part(headers, b"data") == _part_general(headers, b"data")
