@@ -11,7 +11,7 @@ share the machine, one at a time. Each row's ceilings, measured in-process on th
   bare img/s   the same work without HTTP: the service's own image conversion (PNG decode, or PNG encode
                of the outputs) and the bare sessions, batched at 64 images;
   model img/s  the bare session's run() alone at batch 64: what the model alone can do.
-/loglik's ceiling is the same importance-sampled estimate computed in-process (service/estimators.py).
+/loglik's ceiling is the same importance-sampled estimate computed in-process (service/estimator.py).
 """
 
 from __future__ import annotations
@@ -34,10 +34,15 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.loadgen import Request, require_wrk, run_load  # noqa: E402
-from service.estimators import log_likelihood  # noqa: E402
-from service.images import pngs_base64  # noqa: E402
+from service.core import convert_images  # noqa: E402
+from service.estimator import log_likelihood  # noqa: E402
+from service.images import pngs  # noqa: E402
 from service.manifest import Manifest, load_manifest  # noqa: E402
-from service.routes import convert_inputs  # noqa: E402
+from service.metrics import Metrics  # noqa: E402
+from service.model import load_model  # noqa: E402
+from service.offload import Workers  # noqa: E402
+from service.registry import load_options  # noqa: E402
+from service.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "fashion-mnist"
@@ -76,26 +81,26 @@ class Bare:
         self.manifest = manifest
         self.encoder = ort.InferenceSession(str(MODEL / "encoder.onnx"), providers=["CPUExecutionProvider"])
         self.decoder = ort.InferenceSession(str(MODEL / "decoder.onnx"), providers=["CPUExecutionProvider"])
-        self.x64 = convert_inputs([("bytes", EXAMPLE)] * 64, manifest.image, True, 10**6)[0]  # (64, C, H, W)
+        self.x64 = convert_images([EXAMPLE] * 64, manifest.image, True, 10**6)[0]  # (64, C, H, W)
+        settings = Settings(batching=False)
+        self.model = load_model(MODEL, load_options(settings, Metrics(), Workers(1)))  # the estimator's model
         self.z64 = np.random.default_rng(0).standard_normal((64, manifest.latent_dim)).astype(np.float32)
 
     def ceilings(self, name: str, seconds: float) -> tuple[float, float]:
         """(bare img/s, model img/s) for a scenario; nan where none applies."""
         spec = self.manifest.image
         if name.startswith("encode"):
-            return (rate(lambda: self.encoder.run(None, {"x": convert_inputs([("bytes", EXAMPLE)] * 64, spec, True,
+            return (rate(lambda: self.encoder.run(None, {"x": convert_images([EXAMPLE] * 64, spec, True,
                                                                              10**6)[0]}), 64, seconds),
                     rate(lambda: self.encoder.run(None, {"x": self.x64}), 64, seconds))
         if name.startswith(("decode", "sample")):
-            return (rate(lambda: pngs_base64(self.decoder.run(None, {"z": self.z64})[0]), 64, seconds),
+            return (rate(lambda: pngs(self.decoder.run(None, {"z": self.z64})[0]), 64, seconds),
                     rate(lambda: self.decoder.run(None, {"z": self.z64}), 64, seconds))
         if name.startswith("loglik"):
             x = self.x64[:1]
 
             def estimate() -> None:
-                mu, logvar = self.encoder.run(None, {"x": x})
-                log_likelihood(x, mu, logvar, lambda z: self.decoder.run(None, {"z": z})[0],
-                               self.manifest.likelihood, 1000, 0, 16384)
+                log_likelihood(self.model, x, 1000, 0, 16384)
             return rate(estimate, 1, seconds), float("nan")
         return float("nan"), float("nan")
 

@@ -1,4 +1,5 @@
-"""Hand-written, kept for speed: +17% req/s (1 PNG), +21% (64 PNGs) on /encode over python-multipart (docs/performance.md).
+"""Hand-written, kept for speed: +17% req/s (1 PNG), +21% (64 PNGs) on /encode over python-multipart (see
+docs/performance.md).
 
 multipart/form-data (RFC 7578, RFC 2046 section 5.1) parsed from a body already in memory. python-multipart
 parses byte by byte through callbacks, and Starlette's `request.form()` adds a spooled temporary file per
