@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from service.images import grid, to_uint8
 from training.data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist
 
 
@@ -26,13 +27,12 @@ def png(arr: np.ndarray) -> bytes:
 
 
 def tile(rows: list[list[np.ndarray]], pad: int = 2, scale: int = 3) -> Image.Image:
-    """rows of (28, 28) uint8 images -> one grid image, white padding, scaled up."""
-    h, w = rows[0][0].shape
-    out = np.full((len(rows) * (h + pad) + pad, max(map(len, rows)) * (w + pad) + pad), 255, np.uint8)
-    for r, row in enumerate(rows):
-        for c, img in enumerate(row):
-            out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = img
-    pic = Image.fromarray(out)
+    """rows of equal-size (H, W) uint8 images -> one grid image (service.images.grid, a row per list; short
+    rows end in white), scaled up."""
+    ncols = max(map(len, rows))
+    white = np.full_like(rows[0][0], 255)
+    levels = np.stack([img for row in rows for img in [*row, *[white] * (ncols - len(row))]])  # (N, H, W)
+    pic = Image.fromarray(to_uint8(grid(levels[:, None] / 255.0, ncols, pad))[0])  # k / 255 -> k exactly
     return pic.resize((pic.width * scale, pic.height * scale), Image.Resampling.NEAREST)
 
 

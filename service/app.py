@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.telemetry import TelemetryConfig
@@ -47,7 +47,8 @@ DESCRIPTION = (
     "Inference Protocol v2 under /v2 (the KServe and Triton REST API; errors {\"error\": message}).")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, dependencies: Sequence[params.Depends] = ()) -> FastAPI:
+    """The app; `dependencies` run for every route (FastAPI's app-level dependencies), inference routes included."""
     settings = settings or Settings()
     core = Core(settings)
 
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     telemetry: TelemetryConfig | None = (None if settings.opentelemetry else
                                          {"tracing": False, "metrics": False, "logs": False})
     app = FastAPI(title="VAE service", version="0.2.0", description=DESCRIPTION, lifespan=lifespan,
-                  telemetry=telemetry)
+                  telemetry=telemetry, dependencies=list(dependencies))
     app.state.core, app.state.api, app.state.on_fatal = core, ApiModels(settings), None
     add_inference_routes(app, app.state.api, lean=settings.lean_routes)  # first: the router tries routes in order
     app.include_router(vae_router)

@@ -14,6 +14,7 @@ Some bounds are settings (VAE_MAX_K, VAE_MAX_SAMPLES, ...): those fields carry a
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, cast, get_args, get_origin
@@ -56,7 +57,7 @@ def boolean(value: Any, info: ValidationInfo) -> Any:
 
 def no_null(schema: dict[str, Any]) -> None:
     """For fields that may be left out but are never null (None is their default, not a value a client sends;
-    see no_nulls): publish the schema of the value alone."""
+    see Options.normalize): publish the schema of the value alone."""
     variants = [v for v in schema.pop("anyOf", []) if v.get("type") != "null"]
     if len(variants) == 1:
         schema.update(variants[0])
@@ -76,11 +77,15 @@ class Options(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def no_nulls(cls, data: Any) -> Any:
-        """An option left out takes its default; `null` is not a value of any option."""
-        if isinstance(data, dict) and (nulls := sorted(str(k) for k, v in data.items() if v is None)):
+    def normalize(cls, data: Any) -> Any:
+        """An option left out takes its default; `null` is not a value of any option. JSON Schema's integers include
+        numbers with a zero fraction (5.0): those are taken as integers (booleans and other numbers are refused)."""
+        if not isinstance(data, dict):
+            return data
+        if nulls := sorted(str(k) for k, v in data.items() if v is None):
             raise ValueError(f"null is not a value of {', '.join(nulls)}: leave the option out instead")
-        return data
+        integers = integer_fields(cls)
+        return {k: int(v) if k in integers and type(v) is float and v.is_integer() else v for k, v in data.items()}
 
 
 class Resized(Options):
@@ -124,9 +129,11 @@ class ReconstructOptions(Resized, Rendered):
 
 
 class ResynthesizeOptions(Resized, Rendered):
-    start: Name = Field(None, alias="from", description="attribute to move away from")
-    end: Name = Field(None, alias="to", description="attribute to move towards")
-    direction: Name = Field(None, description="a named direction of the model instead of from and to")
+    # Examples: the shipped default model's attributes (GET /models/{name} lists each model's).
+    start: Name = Field(None, alias="from", description="attribute to move away from", examples=["sneaker"])
+    end: Name = Field(None, alias="to", description="attribute to move towards", examples=["ankle boot"])
+    direction: Name = Field(None, description="a named direction of the model instead of from and to",
+                            examples=["sneakers-to-boots"])
     strength: Annotated[float, Field(description="multiple of the direction to add"),
                         Limit("max_strength", "abs")] = 1.0
 
@@ -135,6 +142,13 @@ class InterpolateOptions(Resized, Rendered):
     steps: Annotated[int, Field(ge=2, description="points on the path, both ends included"),
                      Limit("max_steps")] = 8
     method: Interpolation = Field("linear", description="linear, or slerp (along the great circle)")
+
+
+@functools.cache
+def integer_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The names (as sent) of the model's integer fields."""
+    return frozenset(info.alias or name for name, info in model.model_fields.items()
+                     if info.annotation is int or int in get_args(info.annotation))
 
 
 def bound(model: type[M], settings: Settings) -> type[M]:
@@ -147,6 +161,9 @@ def bound(model: type[M], settings: Settings) -> type[M]:
         if limit is None and annotation == info.rebuild_annotation():
             continue
         default = getattr(settings, limit.default) if limit is not None and limit.default else info.default
+        if limit is not None and limit.kind != "length":  # a default within the live bound (small limits in tests)
+            bound_value = getattr(settings, limit.setting)
+            default = max(-bound_value, min(default, bound_value)) if limit.kind == "abs" else min(default, bound_value)
         fields[name] = (annotation, Field(default, alias=info.alias, description=info.description,
                                           json_schema_extra=info.json_schema_extra, examples=info.examples))
     return cast(type[M], create_model(model.__name__, __base__=model, __doc__=model.__doc__, **fields))

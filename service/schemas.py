@@ -52,7 +52,8 @@ ImageArray = Annotated[
 ]
 Base64Image = Annotated[str, Field(min_length=1, json_schema_extra={"format": "byte"})]
 Images = Annotated[list[Base64Image] | None, Field(min_length=1, json_schema_extra=no_null,
-                                                   description="base64-encoded PNG or JPEG files"),
+                                                   description="base64-encoded PNG or JPEG files",
+                                                   examples=[[EXAMPLE_PNG_BASE64]]),
                    Limit("max_images", "length")]
 Arrays = Annotated[list[ImageArray] | None, Field(min_length=1, json_schema_extra=no_null,
                                                   description="values in [0, 1], each H x W or C x H x W (C = 1 or 3)"),

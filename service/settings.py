@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     batch_max_delay_ms: float = Field(0.0, ge=0)
     # Decoder rows (importance samples x images) per pass: bounds /loglik's memory for any allowed k.
     loglik_batch_rows: int = Field(16384, ge=1)
+
+    @model_validator(mode="after")
+    def default_within_limit(self) -> Settings:
+        if self.default_k > self.max_k:
+            raise ValueError(f"VAE_DEFAULT_K ({self.default_k}) must not exceed VAE_MAX_K ({self.max_k})")
+        return self
 
     def provider_list(self) -> list[str] | None:
         """None for auto, else the explicit providers in order."""

@@ -68,7 +68,9 @@ def responses(*codes: int, png: bool = False) -> dict[int | str, dict[str, Any]]
 def request_body(body: type[Payload], files: bool = True) -> dict[str, Any]:
     """OpenAPI requestBody of a route that reads its body itself: JSON (the body model) and, with files,
     multipart/form-data (field `images`, repeatable)."""
-    content: dict[str, Any] = {"application/json": {"schema": body.model_json_schema()}}
+    schema = body.model_json_schema()
+    content: dict[str, Any] = {"application/json": {"schema": schema, "examples": {
+        f"example {i + 1}": {"value": example} for i, example in enumerate(schema.get("examples", []))}}}
     if files:
         images = body.model_json_schema()["properties"]["images"]
         content["multipart/form-data"] = {

@@ -3,10 +3,9 @@
 Sources: Fashion-MNIST from IDX files (Debian's `dataset-fashion-mnist`), scikit-learn's bundled 8x8
 digits, a folder of the user's own PNG/JPEG images, or generated binary shapes with known generating
 factors (training/shapes.py, for disentanglement metrics). Every source gives an `ImageData` holding
-integer pixel levels k in {0, ..., levels - 1}; `to_unit` maps them to model inputs:
-  - dequantized (continuous models):  x = (k + u) / levels,  u ~ U[0, 1)   (Theis et al. 2016)
-  - plain:                            x = k / (levels - 1)
-  - binarized (Bernoulli model):      x ~ Bernoulli(k / (levels - 1)), drawn afresh each time
+integer pixel levels k in {0, ..., levels - 1}; `to_unit` maps them to model inputs by one of the pixel
+modes that `service.manifest.PIXEL_MODES` defines: dequantized (continuous models; Theis et al. 2016), plain,
+or binarized (the Bernoulli model), the random ones drawn afresh each time.
 """
 
 from __future__ import annotations
@@ -71,7 +70,9 @@ class ImageData:
 def to_unit(
     k: torch.Tensor, levels: int, mode: str, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Integer levels (N, C, H, W) -> float32 values in [0, 1]; mode: dequantize | plain | binarize."""
+    """Integer levels (N, C, H, W) -> float32 values in [0, 1] by the training-time pixel mapping of `mode`, as
+    `service.manifest.PIXEL_MODES` defines it (dequantize | plain | binarize; u and the Bernoulli draws from
+    `generator`)."""
     k = k.to(torch.float32, copy=True)  # (a copy even of float input: the dequantization below is in place)
     if mode == "dequantize":
         return k.add_(torch.rand(k.shape, generator=generator)).div_(levels)  # (k + u) / levels, in place

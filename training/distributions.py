@@ -6,12 +6,11 @@ elementwise values, so callers choose which axes to sum.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-LOG_2PI = math.log(2.0 * math.pi)
+from service.manifest import LOG_2PI
 
 
 def gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

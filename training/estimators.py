@@ -1,4 +1,4 @@
-"""Importance-sampled log-likelihood and bits per dimension.
+"""Importance-sampled log-likelihood.
 
 log Pr(x) = log E_{z~q(z|x)}[Pr(x|z) Pr(z) / q(z|x)]
           ~ logsumexp_k(log Pr(x|z_k) + log Pr(z_k) - log q(z_k|x)) - log K,   z_k ~ q(z|x)
@@ -11,13 +11,7 @@ The noise is part of the contract with the service: eps = numpy.random.default_r
 z_k = mu + exp(logvar / 2) * eps_k. The service's numpy estimator draws the same numbers, so for the same
 images, K and seed the two agree to float rounding.
 
-Bits per dimension (the convention used throughout this project):
-  - 8-bit (or L-level) images under uniform dequantization, x = (k + u) / L in [0, 1]:
-      bpd = -(log p(x) - D log L) / (D log 2)
-    i.e. the density in [0, 1]^D converted to a probability of the integer image by the bin volume
-    L^-D (a lower bound on the discrete model's log-probability; Theis et al. 2016).
-  - binary images (Bernoulli model): bpd = -log P(x) / (D log 2), an exact probability.
-  - a continuous density on un-dequantized data has no bits/dim: None.
+Bits per dimension of these estimates: `service.manifest.bits_per_dim`, the convention both wings share.
 """
 
 from __future__ import annotations
@@ -90,12 +84,3 @@ def log_likelihood(model: VAE | TwoLevelVAE, x: torch.Tensor, k: int, chunk: int
         raise ValueError(f"k must be at least 1, got {k}")
     lw = log_weights(model, x, k, chunk, rng)
     return LogLikelihood(torch.logsumexp(lw, 0) - math.log(k), lw, k)
-
-
-def bits_per_dim(log_px: float, num_dims: int, pixel_mode: str, levels: int) -> float | None:
-    """The project's bits/dim convention (see module docstring) for a mean log-likelihood in nats."""
-    if pixel_mode == "dequantize":
-        return -(log_px - num_dims * math.log(levels)) / (num_dims * math.log(2))
-    if pixel_mode == "binarize":
-        return -log_px / (num_dims * math.log(2))
-    return None

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from service.manifest import bits_per_dim
 from training.data import ImageData, to_unit
 from training.elbo import elbo
-from training.estimators import bits_per_dim, log_likelihood
+from training.estimators import log_likelihood
 from training.models import VAE
 from training.plots import save_grid
 
@@ -32,7 +33,7 @@ class EvalReport:
     log_likelihood: float  # mean importance-sampled log Pr(x), nats per image
     log_likelihood_stderr: float  # standard error of that mean over images
     k: int
-    bits_per_dim: float | None  # from the log-likelihood; None where undefined (see estimators)
+    bits_per_dim: float | None  # from the log-likelihood; None where undefined (service.manifest.bits_per_dim)
     elbo_bits_per_dim: float | None
     mean_effective_sample_size: float
     pixel_mode: str

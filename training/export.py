@@ -25,9 +25,15 @@ from torch import nn
 from service.manifest import (
     ATTRIBUTES_FILE,
     DECODER_FILE,
+    DECODER_INPUT,
+    DECODER_OUTPUT,
     ENCODER_FILE,
+    ENCODER_INPUT,
     MANIFEST_FILE,
+    POSTERIOR_OUTPUTS,
     PRIOR_FILE,
+    PRIOR_INPUT,
+    PRIOR_OUTPUTS,
     AttributesSpec,
     FileSpec,
     GraphSpec,
@@ -134,12 +140,14 @@ def build_manifest(ckpt: Checkpoint, model: VAE, name: str, files: dict[str, Fil
     cfg, info = ckpt.run_config, ckpt.data
     c, h, w = info.shape
     d = model.latent_dim
+    (mu, logvar), (mu2, logvar2) = POSTERIOR_OUTPUTS
+    prior_mu, prior_logvar = PRIOR_OUTPUTS
     hierarchy, level2 = None, {}
     if isinstance(model, TwoLevelVAE):
         d2 = model.latent_dim2
-        level2 = {"mu2": ["N", d2], "logvar2": ["N", d2]}
+        level2 = {mu2: ["N", d2], logvar2: ["N", d2]}
         hierarchy = HierarchySpec(latent_dims=[d, d2], prior=GraphSpec(
-            file=PRIOR_FILE, inputs={"z2": ["N", d2]}, outputs={"prior_mu": ["N", d], "prior_logvar": ["N", d]},
+            file=PRIOR_FILE, inputs={PRIOR_INPUT: ["N", d2]}, outputs={prior_mu: ["N", d], prior_logvar: ["N", d]},
             opset=OPSET))
     metrics = None
     if report is not None:
@@ -156,9 +164,10 @@ def build_manifest(ckpt: Checkpoint, model: VAE, name: str, files: dict[str, Fil
         latent_dim=d,
         likelihood=LikelihoodSpec(type=cfg.model.likelihood, sigma=model.likelihood.sigma,
                                   learned_sigma=cfg.model.likelihood == "gaussian" and cfg.model.learn_sigma),
-        encoder=GraphSpec(file=ENCODER_FILE, inputs={"x": ["N", c, h, w]},
-                          outputs={"mu": ["N", d], "logvar": ["N", d], **level2}, opset=OPSET),
-        decoder=GraphSpec(file=DECODER_FILE, inputs={"z": ["N", d]}, outputs={"mean": ["N", c, h, w]}, opset=OPSET),
+        encoder=GraphSpec(file=ENCODER_FILE, inputs={ENCODER_INPUT: ["N", c, h, w]},
+                          outputs={mu: ["N", d], logvar: ["N", d], **level2}, opset=OPSET),
+        decoder=GraphSpec(file=DECODER_FILE, inputs={DECODER_INPUT: ["N", d]},
+                          outputs={DECODER_OUTPUT: ["N", c, h, w]}, opset=OPSET),
         training=TrainingSpec(
             dataset=info.dataset, num_train=info.num_train, num_test=info.num_test,
             class_names=list(info.class_names), seed=cfg.train.seed, epochs=ckpt.epoch, steps=ckpt.step,
@@ -195,12 +204,13 @@ def export_model(ckpt: Checkpoint, out_root: Path, name: str, report: EvalReport
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
         two_level = isinstance(model, TwoLevelVAE)
-        graphs = [(EncoderGraph(model), x, ENCODER_FILE, "x", ["mu", "logvar"] + (["mu2", "logvar2"] if two_level
-                                                                                else [])),
-                  (DecoderGraph(model), z, DECODER_FILE, "z", ["mean"])]
+        levels = POSTERIOR_OUTPUTS if two_level else POSTERIOR_OUTPUTS[:1]  # in EncoderGraph's output order
+        posterior = [output for level in levels for output in level]
+        graphs = [(EncoderGraph(model), x, ENCODER_FILE, ENCODER_INPUT, posterior),
+                  (DecoderGraph(model), z, DECODER_FILE, DECODER_INPUT, [DECODER_OUTPUT])]
         if two_level:
             z2 = torch.randn((7, model.latent_dim2), generator=gen)
-            graphs.append((PriorGraph(model), z2, PRIOR_FILE, "z2", ["prior_mu", "prior_logvar"]))
+            graphs.append((PriorGraph(model), z2, PRIOR_FILE, PRIOR_INPUT, list(PRIOR_OUTPUTS)))
         for module, example, file, input_name, outputs in graphs:
             module.eval()
             export_graph(module, example, staging / file, input_name, outputs)

@@ -28,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+import service.images  # the module, not `grid`: figure_elbo_gap's loop names its x values grid
+from service.manifest import LOG_2PI
+
 DPI = 110
-LOG_2PI = math.log(2.0 * math.pi)
 DEFAULT_MODEL = Path("models/fashion-mnist")
 
 
@@ -368,14 +370,10 @@ class GenerationArrays:
 
 
 def tile(images: np.ndarray, ncols: int, pad: int = 2) -> np.ndarray:
-    """(N, C, H, W) -> one (rows, cols) or (rows, cols, C) array, white padding, values clipped to [0, 1]."""
-    n, c, h, w = images.shape
-    nrows = math.ceil(n / ncols)
-    grid = np.ones((c, nrows * (h + pad) + pad, ncols * (w + pad) + pad))
-    for i in range(n):
-        top, left = pad + (i // ncols) * (h + pad), pad + (i % ncols) * (w + pad)
-        grid[:, top : top + h, left : left + w] = np.clip(images[i], 0.0, 1.0)
-    return grid[0] if c == 1 else grid.transpose(1, 2, 0)
+    """(N, C, H, W) -> one (rows, cols) or (rows, cols, C) array for imshow: service.images.grid's layout
+    (white padding), values clipped to [0, 1]."""
+    out = service.images.grid(np.clip(images, 0.0, 1.0), ncols, pad)
+    return out[0] if out.shape[0] == 1 else out.transpose(1, 2, 0)
 
 
 def figure_generation(path: Path, model_dir: Path = DEFAULT_MODEL, n: int = 64,

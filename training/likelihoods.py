@@ -15,8 +15,9 @@ import math
 import torch
 from torch import nn
 
+from service.manifest import LOG_2PI
 from training.config import ModelConfig
-from training.distributions import LOG_2PI, bernoulli_log_prob_logits
+from training.distributions import bernoulli_log_prob_logits
 
 
 class GaussianLikelihood(nn.Module):

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
+from service.images import grid, to_uint8
+
 
 def image_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 2, scale: int = 2) -> Image.Image:
-    """(N, C, H, W) values in [0, 1] (clipped) -> one PNG-ready image, ncols wide, white padding."""
-    n, c, h, w = images.shape
-    ncols = ncols or math.ceil(math.sqrt(n))
-    nrows = math.ceil(n / ncols)
-    arr = (images.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)  # (N, C, H, W)
-    grid = np.full((c, nrows * (h + pad) + pad, ncols * (w + pad) + pad), 255, np.uint8)
-    for i in range(n):
-        top, left = pad + (i // ncols) * (h + pad), pad + (i % ncols) * (w + pad)
-        grid[:, top : top + h, left : left + w] = arr[i]
-    img = Image.fromarray(grid[0] if c == 1 else grid.transpose(1, 2, 0))
-    return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
+    """(N, C, H, W) values in [0, 1] (clipped) -> one PNG-ready image: service.images.grid's layout (ncols
+    wide, default a square; white padding), 8-bit, scaled up `scale` times (nearest neighbour)."""
+    levels = to_uint8(grid(images.numpy(), ncols, pad))  # (C, H', W'); the clipping is to_uint8's
+    img = Image.fromarray(levels[0] if levels.shape[0] == 1 else levels.transpose(1, 2, 0))
+    return img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST) if scale > 1 else img
 
 
 def save_grid(images: torch.Tensor, path: Path, ncols: int | None = None) -> Path:

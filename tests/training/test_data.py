@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from service.manifest import served_pixel_values
 from training.config import DataConfig
 from training.data import (
     FASHION_MNIST_DIR,
@@ -84,3 +85,33 @@ def test_pixel_modes():
     assert float(b[:, 0, 0, 1].mean()) == pytest.approx(128 / 255, abs=0.04)
     assert pixel_mode(DataConfig(dequantize=True), "bernoulli") == "binarize"
     assert pixel_mode(DataConfig(dequantize=False), "gaussian") == "plain"
+
+
+@pytest.mark.parametrize("levels", [256, 17])
+def test_to_unit_maps_every_level_as_the_manifest_pixel_modes_say(levels):
+    """service.manifest.PIXEL_MODES, level by level: plain k / (L - 1), dequantize (k + u) / L in bin k,
+    binarize Bernoulli(k / (L - 1))."""
+    draws = 4000
+    k = torch.arange(levels)
+    every = k.repeat(draws, 1).view(draws, 1, 1, levels)  # each level once per draw
+    gen = torch.Generator().manual_seed(0)
+    exact = torch.from_numpy(np.arange(levels) / (levels - 1)).float()  # float64, rounded once to float32
+    assert torch.equal(to_unit(k.view(1, 1, 1, levels), levels, "plain").flatten(), exact)
+    x = to_unit(every, levels, "dequantize", gen).view(draws, levels)
+    low, high = k.float() / levels, (k.float() + 1) / levels
+    # [k / L, (k + 1) / L): float32's k + u rounds up to k + 1 only for u within half an ulp of k below 1
+    # (about once in 2^17 draws at k >= 128 of 256), the one way x reaches the upper end.
+    assert torch.all(x >= low) and torch.all(x <= high) and int((x == high).sum()) <= 1e-4 * x.numel()
+    b = to_unit(every, levels, "binarize", gen).view(draws, levels)
+    assert set(b.unique().tolist()) <= {0.0, 1.0}
+    assert torch.all(b[:, 0] == 0) and torch.all(b[:, -1] == 1)
+    torch.testing.assert_close(b.mean(0), exact, rtol=0, atol=0.04)  # standard error <= 0.5 / sqrt(4000) = 0.008
+
+
+def test_served_dequantized_values_are_the_middles_of_the_training_bins():
+    """The service's deterministic 8-bit mapping puts level k at the middle of the bin [k / 256, (k + 1) / 256)
+    that to_unit draws k from (the test above)."""
+    table, _ = served_pixel_values("dequantize", 256)
+    k = np.arange(256)
+    assert np.array_equal(table, ((k + 0.5) / 256).astype(np.float32))  # exact: the denominators are powers of 2
+    assert np.array_equal(np.floor(table * 256), k)

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from service.manifest import load_manifest
+from service.manifest import bits_per_dim, load_manifest
 from training.checkpoint import load_checkpoint
 from training.data import load_dataset
-from training.estimators import bits_per_dim, log_likelihood
+from training.estimators import log_likelihood
 from training.evaluate import evaluate, save_pictures
 
 

@@ -135,6 +135,16 @@ def test_generation_samples_z_then_x_from_an_exported_model(trained_digits, tmp_
     np.testing.assert_array_equal(again.samples, out.samples)
 
 
+def test_tile_is_the_service_grid_clipped_in_imshow_layout():
+    from service.images import grid
+
+    images = np.random.default_rng(0).uniform(-0.5, 1.5, (5, 3, 4, 3))
+    expected = grid(np.clip(images, 0.0, 1.0), 2)  # (C, H', W')
+    np.testing.assert_array_equal(figures.tile(images, 2), expected.transpose(1, 2, 0))
+    np.testing.assert_array_equal(figures.tile(images[:, :1], 2), expected[0])
+    assert expected.shape == (3, 3 * (4 + 2) + 2, 2 * (3 + 2) + 2)
+
+
 def test_generation_without_a_model_folder_is_skipped_with_a_message(tmp_path, capsys):
     assert figures.figure_generation(tmp_path / "generation.png", tmp_path / "no-such-model") is None
     assert not (tmp_path / "generation.png").exists()

@@ -90,7 +90,7 @@ def test_conv_bernoulli_run_with_csv_metrics_exports_with_parity(tmp_path):
     """The other architecture and likelihood: a conv encoder/decoder, Bernoulli on binarized digits."""
     import csv
 
-    from training.estimators import bits_per_dim
+    from service.manifest import bits_per_dim
     from training.export import export_model
 
     cfg = digits_config(tmp_path / "run", epochs=3, metrics_format="csv")
