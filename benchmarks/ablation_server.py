@@ -54,7 +54,8 @@ def python_multipart_form(body: bytes, content_type: str, max_parts: int) -> lis
 
     boundary = parse_options_header(content_type)[1].get(b"boundary", b"")
     parser = MultipartParser(boundary, {
-        "on_header_field": lambda d, s, e: field.extend(d[s:e]), "on_header_value": lambda d, s, e: value.extend(d[s:e]),
+        "on_header_field": lambda d, s, e: field.extend(d[s:e]),
+        "on_header_value": lambda d, s, e: value.extend(d[s:e]),
         "on_header_end": header_end, "on_part_data": lambda d, s, e: data.append(d[s:e]), "on_part_end": part_end})
     try:
         parser.write(body)

@@ -65,7 +65,8 @@ class LinearGaussian:
 
     def priors(self, z):
         return [DiagonalGaussian(upper @ a.T + shift, np.broadcast_to(2 * np.log(s), upper.shape[:-1] + s.shape))
-                for (a, shift, s), upper in zip(self.links, z[1:], strict=True)] + [DiagonalGaussian.standard(z[-1].shape)]
+                for (a, shift, s), upper in zip(self.links, z[1:], strict=True)] + \
+            [DiagonalGaussian.standard(z[-1].shape)]
 
     def decode(self, z1):
         return (z1 @ self.w.T + self.b).reshape(len(z1), 1, 1, -1)
