@@ -12,12 +12,18 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || ! co
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist docker-compose
 fi
 
-# One virtual environment; torch first and pinned, so pip takes the CPU build and not a CUDA one.
-python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e '.[train,dev]'
+# One virtual environment; torch first and pinned, so pip takes the CPU build and not a CUDA one. Reinstalled
+# only when pyproject.toml changes.
+stamp=.venv/.installed-test
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  python3 -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q torch==2.13.0
+  .venv/bin/python -m pip install -q -e '.[train,dev]'
+  echo "$want" > "$stamp"
+fi
 
-.venv/bin/python -m ruff check training service tests
+.venv/bin/python -m ruff check training service tests scripts benchmarks
 .venv/bin/python -m mypy service
 .venv/bin/python -m pytest -q "$@"
