@@ -20,7 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
@@ -110,7 +110,11 @@ async def encode(core: Core, model: ServedModel, inputs: dict[str, np.ndarray], 
 
 async def decode(core: Core, model: ServedModel, inputs: dict[str, np.ndarray], parameters: dict[str, Any],
                  options: type[LogLikelihoodOptions]) -> tuple[Outputs, dict[str, Any]]:
-    z = core.latents(model, inputs[model.decoder.input], model.decoder.input)
+    z, field = inputs[model.decoder.input], model.decoder.input
+    if z.ndim != 2:  # core.latents reads rows of numbers: a tensor of another rank has none
+        raise InvalidInput(field, f"has shape {list(z.shape)}, the model takes [N, {model.latent_dim}]",
+                           [-1, model.latent_dim])
+    z = core.latents(model, z, field)
     return {model.decoder.outputs[0]: (await core.decode(model, z)).images}, {}
 
 
@@ -156,12 +160,33 @@ def find(core: Core, name: str) -> tuple[ServedModel, Role]:
     return registry.models[base], ROLES[role]
 
 
+def inlined_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema with its $defs written where they are used: inside an OpenAPI document a
+    "#/$defs/..." reference is looked up at the document's root, which has none (these models are not recursive)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return inline({**defs[ref.removeprefix("#/$defs/")], **rest})
+            return {k: inline(v) for k, v in node.items()}
+        return [inline(v) for v in node] if isinstance(node, list) else node
+
+    return dict(inline(schema))
+
+
 async def get_loglik_options(request: Request) -> type[LogLikelihoodOptions]:
     options: type[LogLikelihoodOptions] = request.app.state.api.loglik_options
     return options
 
 
 LogLikOptionsDep = Annotated[type[LogLikelihoodOptions], Depends(get_loglik_options)]
+ModelName = Annotated[str, Path(description="a protocol model: M.encoder, M.decoder or M.loglik of a VAE model M",
+                                examples=["fashion-mnist.decoder"])]  # the shipped default model; fits the example body
+Version = Annotated[str, Path(description="the model's version: each protocol model has one, 1", examples=["1"])]
 ERRORS: dict[int | str, dict[str, Any]] = {"4XX": {"model": V2Error, "description": "a request the server cannot "
                                                    "serve: {\"error\": message}"},
                                            503: {"model": V2Error, "description": "models still loading"}}
@@ -189,7 +214,7 @@ async def ready(core: CoreDep) -> ServerReady:
 
 
 @router.get("/models/{name}", responses=ERRORS)
-async def model_metadata(name: str, core: CoreDep) -> ModelMetadata:
+async def model_metadata(name: ModelName, core: CoreDep) -> ModelMetadata:
     """A protocol model's input and output tensors: names, datatypes, shapes (-1: the batch axis)."""
     model, role = find(core, name)
     return ModelMetadata(name=name, versions=["1"], platform="onnxruntime_onnx", inputs=role.inputs(model),
@@ -197,26 +222,60 @@ async def model_metadata(name: str, core: CoreDep) -> ModelMetadata:
 
 
 @router.get("/models/{name}/ready", responses=ERRORS)
-async def model_ready(name: str, core: CoreDep) -> ModelReady:
+async def model_ready(name: ModelName, core: CoreDep) -> ModelReady:
     """The protocol model can serve (404 for an unknown one, 503 while loading)."""
     find(core, name)
     return ModelReady(name=name, ready=True)
 
 
-@router.post("/models/{name}/infer", response_model=InferResponse, responses=ERRORS | {200: {"content": {
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}, openapi_extra={
-    "requestBody": {"required": True, "content": {
-        "application/json": {"schema": InferRequest.model_json_schema()},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary",
-                                                "description": f"the JSON request, {HEADER_LENGTH} bytes long, "
-                                                "then the binary inputs"}}}}})
-async def infer(name: str, request: Request, core: CoreDep, options: LogLikOptionsDep) -> Response:
+INFER_RESPONSES = ERRORS | {200: {"content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                     "format": "binary"}}}}}
+INFER_REQUEST = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": inlined_schema(InferRequest)},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                                            "description": f"the JSON request, {HEADER_LENGTH} bytes long, then the "
+                                            "binary inputs"}}}}}
+
+
+@router.post("/models/{name}/infer", response_model=InferResponse, responses=INFER_RESPONSES,
+             openapi_extra=INFER_REQUEST)
+async def infer(name: ModelName, request: Request, core: CoreDep, options: LogLikOptionsDep) -> Response:
     """Run a protocol model on JSON tensors, or on tensors sent with the binary tensor data extension."""
     model, role = find(core, name)
     message, tensors = read_request(await request.body(), request.headers.get(HEADER_LENGTH))
+    if message.model_name not in (None, name):
+        raise InvalidInput("model_name", f"is {message.model_name!r}, but the URL names the model {name!r}", name)
     inputs = matched_inputs(role.inputs(model), tensors)
     arrays, parameters = await role.infer(core, model, inputs, message.parameters or {}, options)
     return respond(name, message, role.outputs(model), arrays, parameters)
+
+
+@router.get("/models/{name}/versions/{version}", responses=ERRORS)
+async def versioned_model_metadata(name: ModelName, version: Version, core: CoreDep) -> ModelMetadata:
+    """The same as /v2/models/{name}, for version 1 (what clients asking for a version call)."""
+    check_version(version)
+    return await model_metadata(name, core)
+
+
+@router.get("/models/{name}/versions/{version}/ready", responses=ERRORS)
+async def versioned_model_ready(name: ModelName, version: Version, core: CoreDep) -> ModelReady:
+    """The same as /v2/models/{name}/ready, for version 1."""
+    check_version(version)
+    return await model_ready(name, core)
+
+
+@router.post("/models/{name}/versions/{version}/infer", response_model=InferResponse, responses=INFER_RESPONSES,
+             openapi_extra=INFER_REQUEST)
+async def versioned_infer(name: ModelName, version: Version, request: Request, core: CoreDep,
+                          options: LogLikOptionsDep) -> Response:
+    """The same as /v2/models/{name}/infer, for version 1."""
+    check_version(version)
+    return await infer(name, request, core, options)
+
+
+def check_version(version: str) -> None:
+    if version != "1":
+        raise NotFound("version", f"unknown version {version!r}: each model has one version, 1")
 
 
 def matched_inputs(expected: list[TensorMetadata], tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -239,8 +298,9 @@ def respond(name: str, message: InferRequest, outputs: list[TensorMetadata], arr
     unknown = [n for n in names if n not in datatypes]
     if unknown:
         raise InvalidInput("outputs", f"unknown outputs {unknown}; this model has {list(datatypes)}", list(datatypes))
-    default = bool((message.parameters or {}).get("binary_data_output", False))
-    binary = [bool((o.parameters or {}).get("binary_data", default)) for o in wanted] or [default] * len(names)
+    default = flag(message.parameters, "binary_data_output", False, "parameters")
+    binary = [flag(o.parameters, "binary_data", default, f"outputs[{i}].parameters") for i, o in enumerate(wanted)
+              ] or [default] * len(names)
     response = InferResponse(model_name=name, model_version="1", id=message.id, parameters=parameters or None,
                              outputs=[OutputTensor(name=n, shape=list(arrays[n].shape), datatype=datatypes[n])
                                       for n in names])
@@ -248,6 +308,14 @@ def respond(name: str, message: InferRequest, outputs: list[TensorMetadata], arr
     if header_length is None:
         return Response(body, media_type="application/json")
     return Response(body, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)})
+
+
+def flag(parameters: dict[str, Any] | None, key: str, default: bool, where: str) -> bool:
+    """A boolean parameter (binary_data, binary_data_output): true or false, nothing that merely looks like one."""
+    value = (parameters or {}).get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{where}.{key}", f"must be true or false, got {value!r}", [True, False])
+    return value
 
 
 def package_version() -> str:

@@ -1,12 +1,12 @@
 """The Open Inference Protocol's (KServe v2) inference messages and tensors, over REST.
 
-A request is JSON: `inputs` (name, shape, datatype, data in row-major order, flat or nested), optional
-`outputs` (which to return, each possibly with `parameters.binary_data`), `parameters` and an `id` echoed
-back. With the binary tensor data extension (what Triton's client sends by default) the body is the JSON
-header, `Inference-Header-Content-Length` bytes long, followed by the raw tensors of the inputs whose
-parameters give a `binary_data_size`, in order; outputs asked for as binary (`binary_data` per output, or
-`binary_data_output` for all) follow the response's JSON header the same way. Raw tensors are little-endian,
-row-major.
+A request is JSON: `inputs` (name, shape, datatype, data in row-major order, flat or nested), optional `outputs`
+(which to return, each possibly with `parameters.binary_data`), `parameters` and an `id` echoed back (and
+`model_name`, which KServe's client adds: the model the URL names). With the binary tensor data extension (what
+Triton's client sends by default) the body is the JSON header, `Inference-Header-Content-Length` bytes long,
+followed by the raw tensors of the inputs whose parameters give a `binary_data_size`, in order; outputs asked
+for as binary (`binary_data` per output, or `binary_data_output` for all) follow the response's JSON header the
+same way. Raw tensors are little-endian, row-major.
 
     request = read_request(body, header_length)       -> InferRequest, tensors by input name
     body, header_length = write_response(response, arrays, binary)
@@ -47,6 +47,9 @@ class InferRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "id": "1", "inputs": [{"name": "z", "shape": [1, 32], "datatype": "FP32", "data": [0.0] * 32}]}]})
     id: str | None = None
+    # Not in the protocol's request, but KServe's client (InferRequest.to_rest) sends it: when given, it must be the
+    # model the URL names.
+    model_name: str | None = None
     parameters: dict[str, Any] | None = None
     inputs: list[Tensor] = Field(min_length=1)
     outputs: list[RequestedOutput] | None = None
@@ -76,10 +79,12 @@ def read_request(body: bytes, header_length: str | None) -> tuple[InferRequest, 
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(where or "request", f"invalid inference request: {where}: {first['msg']}") from exc
+        raise InvalidInput(where or "request", f"invalid inference request: {first['msg']}") from exc
     tensors, offset = {}, 0
     for i, tensor in enumerate(request.inputs):
         field = f"inputs[{i}] ({tensor.name})"
+        if tensor.name in tensors:
+            raise InvalidInput(field, "names an input given before: each input is given once")
         size = (tensor.parameters or {}).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(blob):

@@ -20,9 +20,9 @@ PATH_VALUES = {"name": DIGITS}
 def operations(client):
     spec = client.app.openapi()
     for path, methods in spec["paths"].items():
-        concrete = path.replace("{name}", PATH_VALUES["name"])
+        concrete = path.replace("{name}", PATH_VALUES["name"]).replace("{version}", "1")
         if path.startswith("/v2/models/"):
-            concrete = path.replace("{name}", f"{DIGITS}.encoder")
+            concrete = path.replace("{name}", f"{DIGITS}.encoder").replace("{version}", "1")
         for method, operation in methods.items():
             yield path, concrete, method.upper(), operation
 
@@ -70,13 +70,13 @@ def test_every_example_in_the_schema_is_accepted(client):
         examples = {p["in"] + p["name"]: p["schema"]["examples"][0] for p in operation.get("parameters", [])
                     if "examples" in p.get("schema", {})}
         params = {key[5:]: value for key, value in examples.items() if key.startswith("query")}
-        url = path.replace("{name}", examples.get("pathname", "fashion-mnist"))
+        url = path.replace("{name}", examples.get("pathname", "fashion-mnist")).replace("{version}", "1")
         content = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
         for example in content.get("schema", {}).get("examples", []):
             r = client.request(method, url, params=params, json=example)
             assert r.status_code == 200, (url, params, example, r.text)
             checked += 1
-    assert checked >= 13
+    assert checked == 12  # the JSON body examples of the VAE API's 6 routes with bodies, and of both infer routes
 
 
 @pytest.mark.parametrize("method, template, path, kwargs", [
@@ -132,7 +132,7 @@ def test_route_functions_are_adapters(client):
 
     routes = [*client.app.routes, *vae_api.router.routes, *v2.router.routes]
     endpoints = [r.endpoint for r in routes if isinstance(r, APIRoute)]
-    assert len(endpoints) == 18
+    assert len(endpoints) == 21
     for endpoint in endpoints:
         lines = inspect.getsource(endpoint).strip().splitlines()
         body = lines[next(i for i, line in enumerate(lines) if line.lstrip().startswith("async def")):]
