@@ -54,6 +54,7 @@ class Scenario:
     name: str
     request: Request
     images: int  # images per request
+    plain: bool = True  # the plain server has this route (it speaks no Open Inference Protocol)
 
 
 def multipart(path: str, files: int) -> Request:
@@ -71,6 +72,9 @@ def scenarios(latent_dim: int) -> list[Scenario]:
         Scenario("decode 1", Request("POST", "/decode", json.dumps({"z": [z]}).encode(), "application/json"), 1),
         Scenario("sample n=64", Request("GET", "/sample?n=64&seed=0"), 64),
         Scenario("loglik k=1000", multipart("/loglik?k=1000&seed=0", 1), 1),
+        Scenario("v2 encoder 1 (JSON)", Request("POST", "/v2/models/fashion-mnist.encoder/infer", json.dumps(
+            {"inputs": [{"name": "x", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.5] * 784}]}).encode(),
+            "application/json"), 1, plain=False),
     ]
 
 
@@ -175,11 +179,14 @@ def main() -> None:
             bare_img_s, model_img_s = bare.ceilings(s.name, min(args.duration, 3))
             for c in args.concurrency:
                 svc = run_load(f"http://127.0.0.1:{service_port}", s.request, c, args.duration, s.images)
-                base = run_load(f"http://127.0.0.1:{plain_port}", s.request, c, args.duration, s.images)
-                row = {"scenario": s.name, **svc.row(), "plain_req_s": base.requests_per_second,
-                       "plain_img_s": base.images_per_second, "plain_p50_ms": base.p50_ms,
-                       "plain_p99_ms": base.p99_ms, "plain_errors": base.errors, "bare_img_s": bare_img_s,
-                       "model_img_s": model_img_s}
+                base = (run_load(f"http://127.0.0.1:{plain_port}", s.request, c, args.duration, s.images) if s.plain
+                        else None)
+                nan = float("nan")
+                row = {"scenario": s.name, **svc.row(),
+                       "plain_req_s": base.requests_per_second if base else nan,
+                       "plain_img_s": base.images_per_second if base else nan,
+                       "plain_p50_ms": base.p50_ms if base else nan, "plain_p99_ms": base.p99_ms if base else nan,
+                       "plain_errors": base.errors if base else 0, "bare_img_s": bare_img_s, "model_img_s": model_img_s}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         rss_end = rss_mb(service.pid)
@@ -208,9 +215,9 @@ def targets(summary: dict) -> list[tuple[str, str, bool | None]]:
     if enc and health:
         ceiling = min(health["req_s"], enc["model_img_s"])
         out += [
-            ("/encode 1 PNG, 32 clients: >= 2x the plain server's req/s",
+            ("/encode 1 PNG, 32 clients: >= 4x the plain server's req/s (issue 13; issue 6 asked 2x)",
              f"{enc['req_s']:.0f} vs {enc['plain_req_s']:.0f} req/s = {enc['req_s'] / enc['plain_req_s']:.2f}x",
-             enc["req_s"] >= 2 * enc["plain_req_s"]),
+             enc["req_s"] >= 4 * enc["plain_req_s"]),
             ("... >= 80% of min(service /healthz req/s, model img/s at batch 64)",
              f"{enc['req_s']:.0f} / min({health['req_s']:.0f}, {enc['model_img_s']:.0f}) = "
              f"{enc['req_s'] / ceiling:.0%}", enc["req_s"] >= 0.8 * ceiling),
