@@ -1,4 +1,4 @@
-"""Pictures of the service's editing endpoints for the README, made over HTTP against a running server.
+"""Pictures of the service's editing endpoints (docs/studies.md, the README), made over HTTP against a running server.
 
     python -m service &                      # the default model on 127.0.0.1:8000
     python scripts/service_pictures.py       # writes docs/resynthesis.png and docs/interpolation.png

@@ -11,6 +11,9 @@ import logging
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from service.registry import StartupError, check_configuration
 from service.settings import Settings
 
 
@@ -24,7 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in {"host": args.host, "port": args.port, "model_dir": args.model_dir}.items()
                  if v is not None}
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+        check_configuration(settings)  # a model directory that exists, providers on offer
+    except ValidationError as exc:
+        print(f"error: invalid settings (VAE_* variables, flags): {exc}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if args.check else 1
     if args.check:
         return check(settings)
 
@@ -33,8 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     from service.app import create_app
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # python-multipart logs a warning for every malformed body; the client's 400 already says what was wrong.
-    logging.getLogger("python_multipart").setLevel(logging.ERROR)
     app = create_app(settings)
     # uvloop and httptools (C event loop and HTTP parser) rather than asyncio's and h11's: see
     # docs/performance.md, "Why this server stack".
@@ -54,11 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def check(settings: Settings) -> int:
     from service.model_card import model_cards
-    from service.registry import StartupError
 
-    if not settings.model_dir.is_dir():
-        print(f"error: model directory {settings.model_dir} does not exist", file=sys.stderr)
-        return 2
     try:
         cards, errors = model_cards(settings)
     except StartupError as exc:

@@ -3,7 +3,7 @@
 Why not Pillow's `save`: for a 28x28 image its per-file Python work (the plugin, the encoder object, the
 chunk writers) is most of the ~90 us it takes, and it holds the GIL. Here the filtering of every row of
 every image is a few numpy operations over the whole batch, and each file is then one zlib call and
-four chunks: about 25 us per image in a batch of 64, 45 us alone (benchmarks in the README).
+four chunks (what that is worth to the endpoints: docs/performance.md, benchmarks/ablation.py).
 
 The format (PNG 1.2, ISO/IEC 15948): signature, IHDR (width, height, bit depth 8, colour type 0 grey or
 2 RGB, no interlace), one IDAT holding the zlib stream of the filtered rows, IEND. Each row starts

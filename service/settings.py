@@ -2,7 +2,7 @@
 
 `python -m service --host H --port P --model-dir DIR` sets the first three from flags; every field also
 comes from the environment, e.g. VAE_MAX_K=2000 or VAE_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider.
-Every size a client controls has a limit here; the README lists them.
+Every size a client controls has a limit here; docs/api.md lists them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads (0: onnxruntime's choice)")
     inter_op_threads: int = Field(0, ge=0, description="onnxruntime inter-op threads (0: onnxruntime's choice)")
     # onnxruntime's intra-op threads spin-wait after each call by default; in a server that calls it every few
-    # ms they then take a core from the event loop (see README "Why this server stack"). False: they sleep.
+    # ms they then take a core from the event loop (docs/performance.md, "Why this server stack"). False: they sleep.
     ort_spinning: bool = False
     worker_threads: int = Field(8, ge=1, description="threads for /loglik's estimate and other numerical work "
                                 "(inference batches run on one thread per model graph)")

@@ -109,10 +109,10 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
 
 
 def dtype_of(tensor: Tensor, field: str) -> np.dtype[Any]:
-    if tensor.datatype not in DATATYPES:
-        raise InvalidInput(field, f"datatype {tensor.datatype!r} is not supported; send one of {sorted(DATATYPES)}",
-                           sorted(DATATYPES))
-    return DATATYPES[tensor.datatype]
+    """An input's datatype: every model input is FP32 (outputs may be FP64)."""
+    if tensor.datatype != "FP32":
+        raise InvalidInput(field, f"datatype {tensor.datatype!r}: the models' inputs are FP32", ["FP32"])
+    return DATATYPES["FP32"]
 
 
 def from_bytes(tensor: Tensor, raw: bytes, field: str) -> np.ndarray:

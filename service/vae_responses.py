@@ -87,7 +87,7 @@ def images_json(model: ServedModel, result: Generated, files: list[bytes], inclu
     return ImagesResponse(
         model=model.name, seed=result.seed, z=None if result.z is None else np.round(result.z, 6).tolist(),
         shape=list(result.images.shape[1:]), images=[base64.b64encode(f).decode("ascii") for f in files],
-        arrays=result.images.round(6).tolist() if include_arrays else None,
+        arrays=result.images.astype(np.float64).round(6).tolist() if include_arrays else None,  # 6 decimals printed
         conversions=None if inputs is None else inputs.conversions)
 
 

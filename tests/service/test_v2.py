@@ -423,7 +423,7 @@ def test_request_errors_are_400(http):
         (enc, {"inputs": [x_tensor(x[0])]}, "shape [1, 8, 8]"),
         (enc, {"inputs": [x_tensor(x, shape=[1, 1, 8, 9])]}, "64 values for shape [1, 1, 8, 9]"),
         (enc, {"inputs": [x_tensor(x, datatype="FP64")]}, "FP32"),
-        (enc, {"inputs": [x_tensor(x, datatype="INT32")]}, "'INT32' is not supported"),
+        (enc, {"inputs": [x_tensor(x, datatype="INT32")]}, "'INT32': the models' inputs are FP32"),
         (enc, {"inputs": [x_tensor(x, data=[True] * 64)]}, "data[0]"),
         (enc, {"inputs": [x_tensor(x, data=["0.5"] * 64)]}, "data[0]"),
         (enc, {"inputs": [x_tensor(x, shape=[-1, 1, 8, 8])]}, "shape"),
