@@ -47,13 +47,14 @@ PARTS = [
          ("encode 1 PNG", "sample n=1")),
     Part("multipart parser", "service/multipart.py", "python-multipart", {"ABLATE": "multipart"},
          ("encode 1 PNG", "encode 64 PNG")),
-    Part("PNG encoder", "service/png.py", "Pillow", {"ABLATE": "png"}, ("sample n=64", "decode 1")),
+    Part("PNG encoder", "service/png.py", "Pillow", {"ABLATE": "png"}, ("sample n=64", "sample n=8")),
 ]
 SCENARIOS = {  # name -> (request, connections)
     "encode 1 PNG": (multipart("/encode", 1), 32),
     "encode 64 PNG": (multipart("/encode", 64), 8),
     "sample n=1": (Request("GET", "/sample?n=1&seed=0"), 32),
     "sample n=64": (Request("GET", "/sample?n=64&seed=0"), 8),
+    "sample n=8": (Request("GET", "/sample?n=8&seed=0"), 32),
     "decode 1": (Request("POST", "/decode", json.dumps({"z": [[0.1] * 32]}).encode(), "application/json"), 32),
 }
 
@@ -75,15 +76,18 @@ def start(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError(f"the service with {env} did not start")
 
 
-def measure(rounds: int, duration: float) -> list[dict]:
-    variants = {"service": {}} | {part.name: part.env for part in PARTS}
+def measure(rounds: int, duration: float, parts: list[Part]) -> list[dict]:
+    variants = {"service": {}} | {part.name: part.env for part in parts}
+    wanted = {scenario for part in parts for scenario in part.scenarios}
     servers = {name: start(env) for name, env in variants.items()}
     runs: dict[tuple[str, str], list[float]] = {}
     try:
         for _ in range(rounds):
             for scenario, (request, connections) in SCENARIOS.items():
+                if scenario not in wanted:
+                    continue
                 for name, (_, url) in servers.items():
-                    if name != "service" and not any(p.name == name and scenario in p.scenarios for p in PARTS):
+                    if name != "service" and not any(p.name == name and scenario in p.scenarios for p in parts):
                         continue
                     run_load(url, request, connections, 1, 1)  # warm-up
                     result = run_load(url, request, connections, duration, 1)
@@ -92,7 +96,7 @@ def measure(rounds: int, duration: float) -> list[dict]:
         for proc, _ in servers.values():
             proc.terminate()
     rows = []
-    for part in PARTS:
+    for part in parts:
         for scenario in part.scenarios:
             ours, library = runs[("service", scenario)], runs[(part.name, scenario)]
             gain = statistics.median(ours) / statistics.median(library) - 1
@@ -117,12 +121,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=4.0, help="seconds of load per variant and round")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--parts", nargs="+", choices=[p.name for p in PARTS], help="only these parts; the other "
+                        "parts' rows of an earlier run are kept")
     args = parser.parse_args()
     require_wrk()
-    rows = measure(args.rounds, args.duration)
+    parts = [p for p in PARTS if args.parts is None or p.name in args.parts]
+    rows = measure(args.rounds, args.duration, parts)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ablation.json").write_text(json.dumps({"rounds": args.rounds, "duration": args.duration,
-                                                        "cpus": os.cpu_count(), "rows": rows}, indent=2) + "\n")
+    path = args.out / "ablation.json"
+    kept = [r for r in json.loads(path.read_text())["rows"] if r["part"] not in {p.name for p in parts}] \
+        if path.exists() and args.parts else []
+    rows = sorted(kept + rows, key=lambda r: [p.name for p in PARTS].index(r["part"]))
+    path.write_text(json.dumps({"rounds": args.rounds, "duration": args.duration, "cpus": os.cpu_count(),
+                                "rows": rows}, indent=2) + "\n")
     text = to_markdown(rows, args.rounds, args.duration)
     (args.out / "ablation.md").write_text(text)
     print(text)

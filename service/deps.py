@@ -1,13 +1,14 @@
-"""The dependencies every route shares, as named Annotated aliases: the core, the settings, the model."""
+"""The dependency the routes share, as a named Annotated alias: the core (settings, models, workers).
+
+The inference routes' single dependency is their Reader (service/vae_requests.py), which reaches the core and
+resolves the requested model itself: each dependency FastAPI solves costs every request (docs/performance.md).
+"""
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 
 from service.core import Core
-from service.manifest import NAME_PATTERN
-from service.model import ServedModel
-from service.settings import Settings
 
 
 async def get_core(request: Request) -> Core:
@@ -16,21 +17,3 @@ async def get_core(request: Request) -> Core:
 
 
 CoreDep = Annotated[Core, Depends(get_core)]
-
-
-async def get_settings(core: CoreDep) -> Settings:
-    return core.settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-async def get_model(request: Request, core: CoreDep,
-                    model: Annotated[str | None, Query(pattern=NAME_PATTERN, description="model name (default: the "
-                                                       "service's default model)")] = None) -> ServedModel:
-    served = core.model(model)
-    request.scope["vae_model"] = served.name  # the model label of the request's metrics
-    return served
-
-
-ModelDep = Annotated[ServedModel, Depends(get_model)]

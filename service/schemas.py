@@ -126,10 +126,6 @@ def request_body(payload: type[Payload], options: type[Options]) -> type[Payload
     return body
 
 
-def option_fields(options: type[Options]) -> frozenset[str]:
-    return frozenset(options.model_fields)
-
-
 # --- responses -----------------------------------------------------------------------------------------------
 
 

@@ -70,3 +70,13 @@ def test_compresses_like_pillow():
         pillow += len(buf.getvalue())
     unfiltered = sum(len(zlib.compress(np.insert(img[0], 0, 0, axis=1).tobytes(), 6)) for img in smooth)
     assert ours <= 1.05 * pillow and ours < unfiltered
+
+
+def test_an_image_alone_and_in_a_batch_gives_the_same_levels():
+    """One image is encoded by Pillow, a batch by this module: both decode to exactly the levels."""
+    batch = RNG.integers(0, 256, (5, 3, 6, 11), dtype=np.uint8)
+    alone = [encode_pngs(image[None])[0] for image in batch]
+    together = encode_pngs(batch)
+    for a, b, expected in zip(alone, together, batch, strict=True):
+        np.testing.assert_array_equal(pillow_levels(a), expected)
+        np.testing.assert_array_equal(pillow_levels(b), expected)
