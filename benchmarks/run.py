@@ -12,6 +12,8 @@ share the machine, one at a time. Each row's ceilings, measured in-process on th
                of the outputs) and the bare sessions, batched at 64 images;
   model img/s  the bare session's run() alone at batch 64: what the model alone can do.
 /loglik's ceiling is the same importance-sampled estimate computed in-process (service/estimator.py).
+The target row (/encode 1 PNG at 32 clients against the plain server) is also measured as --paired-rounds
+alternated pairs at the end: one pair per row moves with the machine's drift (up to 15% a minute here).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -152,6 +155,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--only", nargs="+", help="run only the scenarios whose names start with these")
+    parser.add_argument("--paired-rounds", type=int, default=7, help="rounds of the paired measurement of the "
+                        "target row (/encode 1 PNG, 32 clients): service and plain server alternated; 0: none")
     parser.add_argument("--report", action="store_true", help="only rewrite results.md from results.json "
                         "(and training.json, from benchmarks/training.py)")
     args = parser.parse_args()
@@ -189,19 +194,37 @@ def main() -> None:
                        "plain_errors": base.errors if base else 0, "bare_img_s": bare_img_s, "model_img_s": model_img_s}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+        paired = (paired_encode(f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{plain_port}",
+                                args.paired_rounds, args.duration) if args.paired_rounds else None)
         rss_end = rss_mb(service.pid)
     finally:
         service.terminate()
         plain.terminate()
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {"ready_seconds": ready_s, "rss_mb_after_start": rss_start, "rss_mb_after_load": rss_end,
-               "duration": args.duration, "cpus": os.cpu_count(), "onnxruntime": ort.__version__, "rows": rows}
+               "duration": args.duration, "cpus": os.cpu_count(), "onnxruntime": ort.__version__, "rows": rows,
+               "paired": paired}
     training = args.out / "training.json"
     if training.exists():
         summary["training"] = json.loads(training.read_text())
     (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     (args.out / "results.md").write_text(to_markdown(summary))
     print(to_markdown(summary))
+
+
+def paired_encode(service: str, plain: str, rounds: int, duration: float) -> dict:
+    """The target row measured as pairs: service then plain server, `rounds` times, so that the machine's drift
+    (figures move by up to 15% from one minute to the next here) hits both alike; medians and each pair's ratio."""
+    request = multipart("/encode", 1)
+    pairs = []
+    for _ in range(rounds):
+        ours, theirs = (run_load(url, request, 32, duration, 1).requests_per_second for url in (service, plain))
+        pairs.append((ours, theirs))
+        print(json.dumps({"paired": [ours, theirs]}), flush=True)
+    service_median = statistics.median(p[0] for p in pairs)
+    plain_median = statistics.median(p[1] for p in pairs)
+    return {"rounds": rounds, "service_req_s": service_median, "plain_req_s": plain_median,
+            "ratio": service_median / plain_median, "pairs": pairs, "pair_ratios": [a / b for a, b in pairs]}
 
 
 def find(rows: list[dict], scenario: str, concurrency: int) -> dict | None:
@@ -211,11 +234,17 @@ def find(rows: list[dict], scenario: str, concurrency: int) -> dict | None:
 def targets(summary: dict) -> list[tuple[str, str, bool | None]]:
     """(target, measured, met) for each of the issue's targets that this run measured."""
     rows, out = summary["rows"], []
-    enc, health = find(rows, "encode 1 PNG", 32), find(rows, "healthz", 32)
+    enc, health, paired = find(rows, "encode 1 PNG", 32), find(rows, "healthz", 32), summary.get("paired")
+    if paired:
+        ratios = ", ".join(f"{r:.2f}" for r in paired["pair_ratios"])
+        out.append(("/encode 1 PNG, 32 clients: >= 4x the plain server's req/s (issue 13), "
+                    f"medians of {paired['rounds']} alternated pairs",
+                    f"{paired['service_req_s']:.0f} vs {paired['plain_req_s']:.0f} req/s = {paired['ratio']:.2f}x "
+                    f"(pairs: {ratios})", paired["ratio"] >= 4))
     if enc and health:
         ceiling = min(health["req_s"], enc["model_img_s"])
         out += [
-            ("/encode 1 PNG, 32 clients: >= 4x the plain server's req/s (issue 13; issue 6 asked 2x)",
+            ("/encode 1 PNG, 32 clients, the table's single pair: >= 4x the plain server's req/s",
              f"{enc['req_s']:.0f} vs {enc['plain_req_s']:.0f} req/s = {enc['req_s'] / enc['plain_req_s']:.2f}x",
              enc["req_s"] >= 4 * enc["plain_req_s"]),
             ("... >= 80% of min(service /healthz req/s, model img/s at batch 64)",
