@@ -1,10 +1,17 @@
 """Service fixtures: a model folder holding a real exported digits model (trained in the session) and
 the shipped default model, and a TestClient whose lifespan loads them."""
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -55,3 +62,43 @@ def client(model_dir):
     with TestClient(create_app(make_settings(model_dir))) as c:
         assert wait_ready(c)["status"] == "ready"
         yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_server(model_dir: Path, **env: str) -> Iterator[str]:
+    """The real server (`python -m service`, uvicorn) on a free port, ready; yields host:port, stops it after.
+    `env`: VAE_* settings beyond the test defaults (CPU provider, one intra-op thread, warnings only)."""
+    port = free_port()
+    settings = {"VAE_PROVIDERS": "CPUExecutionProvider", "VAE_INTRA_OP_THREADS": "1", "VAE_LOG_LEVEL": "warning",
+                **env}
+    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--model-dir", str(model_dir)],
+                            cwd=ROOT, env={**os.environ, **settings}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+            try:
+                if httpx.get(f"http://{address}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("server not ready within 60 s")
+            time.sleep(0.1)
+        yield address
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

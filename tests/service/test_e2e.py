@@ -3,52 +3,24 @@
 import base64
 import io
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.service.conftest import DIGITS, ROOT, TWO_LEVEL
+from tests.service.conftest import DIGITS, ROOT, TWO_LEVEL, free_port, running_server
 
 EXAMPLE_PNG = (ROOT / "docs" / "example-ankle-boot.png").read_bytes()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(model_dir):
-    port = free_port()
-    env = {**os.environ, "VAE_PROVIDERS": "CPUExecutionProvider", "VAE_MAX_K": "3000", "VAE_MAX_IMAGES": "16",
-           "VAE_INTRA_OP_THREADS": "1", "VAE_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--model-dir", str(model_dir)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("server not ready within 60 s")
-        time.sleep(0.2)
-    with httpx.Client(base_url=base, timeout=60) as client:
+    with running_server(model_dir, VAE_MAX_K="3000", VAE_MAX_IMAGES="16") as address, \
+            httpx.Client(base_url=f"http://{address}", timeout=60) as client:
         yield client
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def test_health_models_and_docs(server):

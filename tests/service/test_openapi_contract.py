@@ -8,17 +8,14 @@ The rules no JSON Schema can state (decodable image bytes, rectangular arrays, a
 a model's attribute names and tensors) are applied to valid cases by tests/service/openapi_hooks.py.
 """
 
-import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.service.conftest import ROOT, running_server
+
 HOOKS = Path(__file__).with_name("openapi_hooks.py")
 # Small limits keep every generated request cheap; the document publishes them, so schemathesis respects them.
 LIMITS = {"VAE_MAX_K": "50", "VAE_DEFAULT_K": "20", "VAE_MAX_IMAGES": "4", "VAE_MAX_SAMPLES": "8",
@@ -49,28 +46,8 @@ parameters = {{ "path.name" = "fashion-mnist.decoder", "path.version" = "1" }}
 
 @pytest.fixture(scope="module")
 def base_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, **LIMITS, "VAE_PROVIDERS": "CPUExecutionProvider", "VAE_LOG_LEVEL": "warning",
-           "VAE_INTRA_OP_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--model-dir", str(ROOT / "models")],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            pytest.fail("the server did not become ready")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with running_server(ROOT / "models", **LIMITS) as address:
+        yield f"http://{address}"
 
 
 def test_schemathesis_finds_no_failure_and_no_warning(base_url, tmp_path):

@@ -4,11 +4,6 @@ for the protocol's details and errors. Every answer is checked against the VAE A
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from importlib.metadata import PackageNotFoundError, version
 
 import httpx
@@ -17,7 +12,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from tests.service.conftest import DIGITS, ROOT, TWO_LEVEL
+from tests.service.conftest import DIGITS, TWO_LEVEL, running_server
 
 MAX_IMAGES, MAX_K, MAX_BYTES = 16, 3000, 2_000_000
 HEADER = "Inference-Header-Content-Length"
@@ -25,42 +20,12 @@ SHAPE = (1, 8, 8)  # the digits models' images
 LATENTS = {DIGITS: [4], TWO_LEVEL: [4, 3]}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def address(model_dir):
     """host:port of a real server on the test models, with small limits."""
-    port = free_port()
-    env = {**os.environ, "VAE_PROVIDERS": "CPUExecutionProvider", "VAE_INTRA_OP_THREADS": "1",
-           "VAE_LOG_LEVEL": "warning", "VAE_MAX_IMAGES": str(MAX_IMAGES), "VAE_MAX_K": str(MAX_K),
-           "VAE_MAX_REQUEST_BYTES": str(MAX_BYTES)}
-    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--model-dir", str(model_dir)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
-        try:
-            if httpx.get(f"http://{address}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("server not ready within 60 s")
-        time.sleep(0.1)
-    yield address
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    with running_server(model_dir, VAE_MAX_IMAGES=str(MAX_IMAGES), VAE_MAX_K=str(MAX_K),
+                        VAE_MAX_REQUEST_BYTES=str(MAX_BYTES)) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
