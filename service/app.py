@@ -116,10 +116,8 @@ class HttpMiddleware:
             await self.app(scope, receive, send)
             return
         started, status, seen, head = time.perf_counter(), 500, 0, scope["method"] == "HEAD"
+        responded = False
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self.too_large(scope, receive, send)
-            return
         if head:
             scope = {**scope, "method": "GET"}
 
@@ -133,17 +131,19 @@ class HttpMiddleware:
             return message
 
         async def watching_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
             elif head and message["type"] == "http.response.body":
                 message = {**message, "body": b""}
             await send(message)
 
         try:
+            if length is not None and length.isdigit() and int(length) > self.max_bytes:
+                raise BodyTooLarge  # refused by its declared length, before any of it is read
             await self.app(scope, counting_receive, watching_send)
         except BodyTooLarge:
-            if status == 500:  # nothing sent yet
+            if not responded:
                 status = 413
                 await self.too_large(scope, receive, send)
         finally:

@@ -52,7 +52,6 @@ MULTIPART = "multipart/form-data"
 EXTRA_PARTS = 16  # form fields besides the images a multipart body may carry (they are ignored)
 # RFC 9745: options in a JSON body are deprecated since 2026-12-03T00:00:00Z (the Unix time below).
 DEPRECATION = {"Deprecation": "@1796256000"}
-Dependency = Callable[..., Awaitable[Any]]
 
 
 @dataclass
