@@ -10,9 +10,8 @@ loop runs after the requests that arrived with the first one (so they join it), 
 batcher's own thread through a C queue; the thread runs it and hands every request its rows in one
 `call_soon_threadsafe`. While a batch runs, the next one gathers; when it ends, the waiting requests go at
 once (or when the first of them has waited max_delay). The asyncio queue, gathering task and executor hop
-per batch that this replaces were about 15% of the loop's py-spy samples at 32 clients (requests/s moved
-within the noise); gathering on the thread instead made batches smaller and throughput lower (the thread
-woke at the first request of every burst).
+per batch that this replaces took a large share of the loop's time under load; gathering on the thread
+instead made batches smaller (the thread woke at the first request of every burst). See docs/performance.md.
 """
 
 from __future__ import annotations

@@ -63,13 +63,10 @@ class Workers:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
 
-    async def run_if_large(self, large: bool, fn: Callable[..., T], *args: Any) -> T:
-        return await self.run(fn, *args) if large else fn(*args)
-
     async def run_images(self, large: bool, fn: Callable[..., T], *args: Any) -> T:
         """Image decoding or encoding: inline when small, else on the image thread(s). Converting many small
-        images is per-file Python work under the GIL, so several threads only hand the GIL back and forth:
-        /sample?n=64 at 8 clients gave 71 requests/s with the 8 pool threads, 112 with one."""
+        images is per-file Python work under the GIL, so several threads only hand the GIL back and forth
+        (one image thread served /sample?n=64 faster than the pool's eight: docs/performance.md)."""
         if not large:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self.image_pool, functools.partial(fn, *args))

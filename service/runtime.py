@@ -1,17 +1,15 @@
 """Interpreter settings for serving: the GIL's switch interval and the garbage collector.
 
-Why the switch interval: onnxruntime releases the GIL while a batch runs and needs it back to hand over
-the outputs. The event loop holds the GIL while it works and only drops it when forced, after the
-switch interval (5 ms by default): a 16-image encoder batch that takes 0.35 ms alone took about 2 ms
-inside the busy service, and 6 ms against a thread that never sleeps. At 50 us the batch thread gets
-the GIL back within a few of the loop's steps (1-PNG /encode at 32 clients: about +15% requests/s).
+Why the switch interval: onnxruntime releases the GIL while a batch runs and needs it back to hand over the
+outputs. The event loop holds the GIL while it works and drops it only when forced, after the switch
+interval (5 ms by default), so a batch's results waited on the busy loop far longer than the batch took. At
+50 us the batch thread gets the GIL back within a few of the loop's steps.
 
-Why the collector: a full collection walks every live object (the web stack, pydantic's schemas,
-the manifests: about 100,000 of them) and stalls every request in flight for milliseconds; those were
-the slowest 1% of requests. After loading, `gc.freeze()` moves the objects that live as long as the
-process out of the collector's sight, and a young-generation threshold of 10,000 allocations (not 700)
-collects less often; requests' own objects are freed by reference counting as before. Measured at 32
-clients: p99 latency of 1-PNG /encode from about 26 ms to 14 ms at a p50 of 8 ms.
+Why the collector: a full collection walks every live object (the web stack, pydantic's schemas, the
+manifests) and stalls every request in flight; those were the slowest requests. After loading, `gc.freeze()`
+moves the objects that live as long as the process out of the collector's sight, and a higher young-generation
+threshold collects less often; requests' own objects are freed by reference counting as before.
+The measurements: docs/performance.md, "Why this server stack".
 """
 
 from __future__ import annotations

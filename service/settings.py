@@ -34,11 +34,11 @@ class Settings(BaseSettings):
     image_threads: int = Field(1, ge=1, description="threads for image decoding and encoding too large to run "
                                "inline (mostly Python work under the GIL: more threads contend for it)")
     log_level: str = "info"
-    # One log line per request costs about 4% of /encode's throughput (py-spy); the Prometheus metrics
+    # One log line per request costs the event loop measurably (docs/performance.md); the Prometheus metrics
     # already count every request by endpoint, model and status. True: uvicorn's access log.
     access_log: bool = False
     # FastAPI's native OpenTelemetry (spans, metrics and logs, once an OpenTelemetry SDK is configured). Its
-    # check of the global providers runs on every request, about 5% of /encode's event-loop time (py-spy);
+    # check of the global providers runs on every request, on the event loop's time (docs/performance.md);
     # the service's telemetry is Prometheus at /metrics. True: FastAPI's defaults.
     opentelemetry: bool = False
     # The inference routes' lean request handler (service/routing.py), for routes whose only dependency is their
@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # Dynamic batching: concurrent requests for one graph of one model share an onnxruntime call of at most
     # batch_max_rows rows: all that queued while the previous call ran, plus any that arrive within
     # batch_max_delay_ms of the first. 0 (default) never waits: a lone request runs at once, and under load
-    # the queue fills while the sessions are busy (measured: 1-client /encode 3.2 ms p50 at 0, 5.4 ms at 2).
+    # the queue fills while the sessions are busy (a lone request waits for nobody).
     batching: bool = True
     batch_max_rows: int = Field(64, ge=1)
     batch_max_delay_ms: float = Field(0.0, ge=0)
