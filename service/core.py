@@ -82,6 +82,8 @@ class Core:
         self.workers = Workers(settings.worker_threads, settings.image_threads)
         self.registry: Registry | None = None  # None until loading is done
         self.startup_error: str | None = None
+        # Set at SIGTERM (service/server.py): /readyz and new requests answer 503 while in-flight ones finish.
+        self.draining = False
 
     # --- life cycle ------------------------------------------------------------------------------------------
 
@@ -101,6 +103,12 @@ class Core:
         if self.registry is not None:
             self.registry.close()
         self.workers.close()
+
+    def swap(self, registry: Registry) -> Registry:
+        """Serve `registry` from now on and return the one it replaces. Requests that already hold a model keep
+        it until they finish (a closed model's graphs still run, unbatched: service/batching.py)."""
+        old, self.registry = self.ready(), registry
+        return old
 
     def ready(self) -> Registry:
         if self.startup_error is not None:

@@ -14,9 +14,11 @@ from typing import Any
 
 
 class ServiceError(Exception):
-    def __init__(self, field: str | None, message: str, limit: Any = None, *, option: bool = False):
+    def __init__(self, field: str | None, message: str, limit: Any = None, *, option: bool = False,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.field, self.message, self.limit, self.option = field, message, limit, option
+        self.headers = headers or {}  # for the answer, e.g. Retry-After
 
 
 class InvalidInput(ServiceError):
@@ -41,3 +43,20 @@ class NotFound(ServiceError):
 
 class Unavailable(ServiceError):
     """The service cannot serve now: models still loading, or start-up failed."""
+
+
+class Overloaded(ServiceError):
+    """A bound on work is reached (a full batch queue, /loglik's rows, connections, requests in progress) or the
+    server is shutting down: try again later (`headers` carries Retry-After)."""
+
+
+class Unauthorized(ServiceError):
+    """No valid API key."""
+
+
+class Forbidden(ServiceError):
+    """A valid API key whose role may not use this route."""
+
+
+class RateLimited(ServiceError):
+    """Over the key's (or address's) request rate (`headers`: Retry-After and RateLimit-*)."""

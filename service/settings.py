@@ -72,6 +72,48 @@ class Settings(BaseSettings):
     # Decoder rows (importance samples x images) per pass: bounds /loglik's memory for any allowed k.
     loglik_batch_rows: int = Field(16384, ge=1)
 
+    # Work and memory bounds (docs/operations.md): past them a request gets 503 with Retry-After at once
+    # instead of waiting in an unbounded queue.
+    max_queued_rows: int = Field(4096, ge=1, description="rows waiting for one graph's batcher, per model")
+    loglik_max_rows: int = Field(640_000, ge=1, description="importance-sample rows (k x images) of /loglik "
+                                 "requests admitted at once per model, running or waiting")
+    loglik_concurrency: int = Field(2, ge=1, description="/loglik estimates computed at once per model")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After of a 503 for overload")
+    json_inline_bytes: int = Field(65536, ge=0, description="JSON bodies larger than this are parsed on a "
+                                   "worker thread, off the event loop")
+
+    # Limits at the connection (service/server.py): request line and headers, timeouts, open connections.
+    max_request_line_bytes: int = Field(8192, ge=256, description="method, target and version of a request")
+    max_header_bytes: int = Field(16384, ge=256, description="one header line")
+    max_headers_bytes: int = Field(65536, ge=1024, description="all header lines of a request")
+    max_headers: int = Field(100, ge=1, description="header lines of a request")
+    header_timeout_s: float = Field(10.0, gt=0, description="time for a request's line and headers to arrive")
+    body_timeout_s: float = Field(10.0, gt=0, description="longest wait for the next bytes of a request body")
+    body_min_rate: int = Field(1024, ge=0, description="bytes/s a request body must average once it has taken "
+                               "longer than body_timeout_s (0: no minimum)")
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="an idle keep-alive connection closes after this")
+    max_connections: int = Field(1024, ge=1, description="open connections; past it a new one gets 503")
+    max_requests_in_progress: int = Field(512, ge=1, description="requests being answered; past it 503")
+    health_reserve: int = Field(16, ge=0, description="connections and requests beyond both caps kept for "
+                                "/healthz and /readyz")
+    forwarded_allow_ips: str = Field("", description="proxies trusted for X-Forwarded-For/-Proto (comma-"
+                                     "separated addresses, * for any); empty: none")
+    shutdown_timeout_s: float = Field(30.0, ge=0, description="after SIGTERM, in-flight requests get this long "
+                                      "to finish")
+
+    # Access (service/access.py): API keys, rate limits, CORS, request IDs and logs.
+    api_keys_file: Path | None = Field(None, description="JSON file of sha256-hashed API keys and roles; "
+                                       "unset: no keys asked")
+    rate_limit: float = Field(0.0, ge=0, description="requests per second per API key (per client address "
+                              "without keys); 0: no limit")
+    rate_limit_burst: int = Field(0, ge=0, description="token bucket size; 0: twice rate_limit (at least 1)")
+    cors_origins: str = Field("", description="comma-separated origins allowed by CORS (* for any); empty: off")
+    json_logs: bool = Field(False, description="log lines as JSON objects, one per line")
+
+    # Reloading model folders (service/reload.py): also POST /admin/reload.
+    reload_interval_s: float = Field(0.0, ge=0, description="poll the model directory for changed folders this "
+                                     "often; 0: only on POST /admin/reload")
+
     @model_validator(mode="after")
     def default_within_limit(self) -> Settings:
         if self.default_k > self.max_k:
@@ -83,3 +125,6 @@ class Settings(BaseSettings):
         if self.providers.strip().lower() == "auto":
             return None
         return [p.strip() for p in self.providers.split(",") if p.strip()]
+
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -30,11 +30,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.core import Core
 from service.deps import CoreDep
 from service.errors import (
+    Forbidden,
     InvalidInput,
     MalformedInput,
     NotFound,
+    Overloaded,
+    RateLimited,
     ServiceError,
     TooLarge,
+    Unauthorized,
     Unavailable,
     UnsupportedMedia,
 )
@@ -44,7 +48,8 @@ from service.v2_tensors import HEADER_LENGTH, InferRequest, InferResponse, Outpu
 
 PREFIX = "/v2"
 STATUS: dict[type[ServiceError], int] = {InvalidInput: 400, MalformedInput: 400, TooLarge: 413,
-                                          UnsupportedMedia: 415, NotFound: 404, Unavailable: 503}
+                                          UnsupportedMedia: 415, NotFound: 404, Unavailable: 503,
+                                          Overloaded: 503, Unauthorized: 401, Forbidden: 403, RateLimited: 429}
 
 
 class TensorMetadata(BaseModel):
@@ -333,7 +338,8 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 def service_error(exc: ServiceError) -> Response:
     """The message, prefixed by the input or parameter at fault."""
     about_input = isinstance(exc, InvalidInput | MalformedInput | TooLarge | UnsupportedMedia) and exc.field
-    return error_response(STATUS[type(exc)], f"{exc.field}: {exc.message}" if about_input else exc.message)
+    return error_response(STATUS[type(exc)], f"{exc.field}: {exc.message}" if about_input else exc.message,
+                          exc.headers or None)
 
 
 def validation_error(exc: RequestValidationError) -> Response:

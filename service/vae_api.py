@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service import vae_responses as render
 from service.core import MAX_SEED, Images
 from service.deps import CoreDep
-from service.errors import NotFound
+from service.errors import NotFound, Unavailable
 from service.options import (
     DecodeOptions,
     EncodeOptions,
@@ -92,8 +92,10 @@ async def healthz() -> Health:
 
 @router.get("/readyz", tags=["health"], responses=responses(503))
 async def readyz(core: CoreDep) -> Ready:
-    """Ready once every model folder is loaded (503 before)."""
+    """Ready once every model folder is loaded (503 before, and from SIGTERM on)."""
     registry = core.ready()
+    if core.draining:
+        raise Unavailable(None, "shutting down")
     return Ready(status="ready", models=sorted(registry.models), default=registry.default)
 
 

@@ -19,11 +19,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.core import Encoding, Generated, Images, Scores
 from service.errors import (
+    Forbidden,
     InvalidInput,
     MalformedInput,
     NotFound,
+    Overloaded,
+    RateLimited,
     ServiceError,
     TooLarge,
+    Unauthorized,
     Unavailable,
     UnsupportedMedia,
 )
@@ -39,7 +43,8 @@ from service.schemas import (
 from service.vae_requests import Call
 
 STATUS: dict[type[ServiceError], int] = {InvalidInput: 422, MalformedInput: 400, TooLarge: 413,
-                                          UnsupportedMedia: 415, NotFound: 404, Unavailable: 503}
+                                          UnsupportedMedia: 415, NotFound: 404, Unavailable: 503,
+                                          Overloaded: 503, Unauthorized: 401, Forbidden: 403, RateLimited: 429}
 R = TypeVar("R", bound=Rendered)
 JSON_TYPE = "application/json"
 PNG_TYPE = "image/png"
@@ -105,7 +110,7 @@ def error_response(status: int, field: str | None, message: str, limit: Any = No
 def service_error(exc: ServiceError) -> Response:
     """A core error as the VAE API says it: options live in the query."""
     field = f"query.{exc.field}" if exc.option else exc.field
-    return error_response(STATUS[type(exc)], field, exc.message, exc.limit)
+    return error_response(STATUS[type(exc)], field, exc.message, exc.limit, headers=exc.headers or None)
 
 
 def field_name(loc: tuple[Any, ...] | list[Any]) -> str:
