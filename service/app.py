@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, dependencies: Sequence[params.D
     app.include_router(vae_router)
     app.include_router(v2.router)
     install_error_handlers(app)
-    app.add_middleware(HttpMiddleware, core=core, max_body_bytes=settings.max_request_bytes)
+    app.add_middleware(HttpMiddleware, core=core)
     return app
 
 

@@ -5,6 +5,12 @@ Each caller awaits its own future and gets back exactly its rows, in order. Inpu
 they are queued, so one request's bad input never reaches a batch; if the session itself fails, every
 request of that batch gets the error (a server fault, not a client one).
 
+Bounded: at most `max_queued_rows` rows wait; a request that would go past it is refused at once (Overloaded,
+503 with Retry-After) rather than queued behind seconds of work. A request cancelled while it waits (its
+client went away) is dropped from the queue when the next batch is cut, so its rows are never run. After
+`close()` (its model was replaced by a reload) the batches already queued still run, and calls that arrive
+later run unbatched on a thread of their own: requests that hold the old model finish on it.
+
 How, and why this way: requests wait in a list on the event loop. A batch is cut by a callback that the
 loop runs after the requests that arrived with the first one (so they join it), and goes to the
 batcher's own thread through a C queue; the thread runs it and hands every request its rows in one
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.errors import Overloaded
 from service.metrics import Metrics
 
 RunFn = Callable[[np.ndarray], list[np.ndarray]]  # one input (B, ...) -> outputs (B, ...)
@@ -41,11 +48,14 @@ Batch = list[_Pending]
 
 
 class Batcher:
-    def __init__(self, run: RunFn, max_rows: int, max_delay: float, metrics: Metrics, model: str, graph: str):
+    def __init__(self, run: RunFn, max_rows: int, max_delay: float, metrics: Metrics, model: str, graph: str,
+                 max_queued_rows: int = 4096, retry_after_s: int = 1):
         self.run, self.max_rows, self.max_delay = run, max_rows, max_delay
+        self.max_queued_rows, self.retry_after = max_queued_rows, str(retry_after_s)
         self.waiting: list[_Pending] = []  # on the event loop, in arrival order
         self.waiting_rows = 0
         self.running = False  # a batch is on the thread
+        self.closed = False  # close() was called: the thread stops once the queue is empty
         self.timer: asyncio.Handle | None = None  # the scheduled cut of the next batch
         self.jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, Batch] | None] = queue.SimpleQueue()
         # One thread per batcher: batches of a graph run one after another, and onnxruntime spreads each
@@ -53,14 +63,24 @@ class Batcher:
         self.thread: threading.Thread | None = None
         self.queue_seconds = metrics.queue_seconds.labels(model, graph)
         self.batch_rows = metrics.batch_rows.labels(model, graph)
-        self.name = f"vae-{graph}"
+        self.queued_rows = metrics.queued_rows.labels(model, graph)
+        self.queue_full = metrics.rejected.labels("queue_full")
+        self.name, self.model = f"vae-{graph}", model
 
     async def __call__(self, rows: np.ndarray) -> list[np.ndarray]:
         """Run the graph on `rows` (N, ...), batched with whatever else is waiting; returns its outputs."""
         loop = asyncio.get_running_loop()
+        if self.closed and not (self.running or self.waiting):  # the thread has stopped
+            return await loop.run_in_executor(None, self.run, rows)
+        if self.waiting and self.waiting_rows + len(rows) > self.max_queued_rows:  # a lone request always queues
+            self.queue_full.inc()
+            raise Overloaded(None, f"model {self.model!r} is busy: {self.waiting_rows} rows wait for its "
+                             f"{self.name[4:]}; try again later", self.max_queued_rows,
+                             headers={"Retry-After": self.retry_after})
         pending = _Pending(rows, loop.create_future())
         self.waiting.append(pending)
         self.waiting_rows += len(rows)
+        self.queued_rows.set(self.waiting_rows)
         if not self.running:
             self._schedule(loop)
         return await pending.future
@@ -84,9 +104,15 @@ class Batcher:
             return
         batch, rows = [], 0
         while self.waiting and rows < self.max_rows:  # a batch closes at the request that reaches the limit
-            batch.append(self.waiting.pop(0))
-            rows += len(batch[-1].rows)
-        self.waiting_rows -= rows
+            pending = self.waiting.pop(0)
+            self.waiting_rows -= len(pending.rows)
+            if not pending.future.done():  # done: cancelled while it waited (its client went away)
+                batch.append(pending)
+                rows += len(pending.rows)
+        self.queued_rows.set(self.waiting_rows)
+        if not batch:
+            self._stop_when_idle()
+            return
         self.running = True
         if self.thread is None:
             self.thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
@@ -130,8 +156,15 @@ class Batcher:
             start = end
         if self.waiting:
             self._schedule(loop)
+        else:
+            self._stop_when_idle()
 
     def close(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.jobs.put(None)
+        """Stop the thread once the queued batches have run (at once when idle). On the event loop."""
+        self.closed = True
+        self._stop_when_idle()
+
+    def _stop_when_idle(self) -> None:
+        if self.closed and not self.running and not self.waiting and self.thread is not None:
+            self.jobs.put(None)
+            self.thread = None

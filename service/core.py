@@ -14,14 +14,17 @@ ServiceErrors naming the input or option at fault.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from service.admission import WorkGate
 from service.distributions import DiagonalGaussian
 from service.errors import InvalidInput, NotFound, Unavailable
 from service.estimator import LogLikelihood, log_likelihood
@@ -84,6 +87,7 @@ class Core:
         self.startup_error: str | None = None
         # Set at SIGTERM (service/server.py): /readyz and new requests answer 503 while in-flight ones finish.
         self.draining = False
+        self.loglik_gates: dict[str, WorkGate] = {}  # model name -> admission of its /loglik work
 
     # --- life cycle ------------------------------------------------------------------------------------------
 
@@ -210,14 +214,30 @@ class Core:
         return Generated(images, seed)
 
     async def log_likelihood(self, model: ServedModel, x: np.ndarray, k: int, seed: int | None = None) -> Scores:
-        """Importance-sampled log Pr(x) per image with k draws (service/estimator.py), on a worker thread."""
+        """Importance-sampled log Pr(x) per image with k draws (service/estimator.py), on a worker thread, once
+        admitted (service/admission.py). If the request is cancelled (its client went away), the estimate stops
+        before its next chunk."""
         seed = fresh_seed() if seed is None else seed
         chunk = max(1, self.settings.loglik_batch_rows // len(x))  # draws per decoder pass; results do not depend on it
-        estimate = await self.workers.run(log_likelihood, model, x, k, seed, chunk)
+        stop = threading.Event()
+        async with self.loglik_gate(model).admit(k * len(x)):
+            try:
+                estimate = await self.workers.run(log_likelihood, model, x, k, seed, chunk, stop.is_set)
+            except asyncio.CancelledError:
+                stop.set()
+                raise
         self.count("log_likelihood", model, len(x))
         spec = model.manifest.image
         return Scores(estimate, bits_per_dim(estimate.log_likelihood, spec.num_dims, spec.pixel_mode, spec.levels),
                       seed)
+
+    def loglik_gate(self, model: ServedModel) -> WorkGate:
+        gate = self.loglik_gates.get(model.name)
+        if gate is None:
+            s = self.settings
+            gate = self.loglik_gates[model.name] = WorkGate(model.name, s.loglik_max_rows, s.loglik_concurrency,
+                                                            s.retry_after_s, self.metrics)
+        return gate
 
     async def reconstruct(self, model: ServedModel, x: np.ndarray) -> Generated:
         """f[mu(x)]: the decoded posterior means."""

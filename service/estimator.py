@@ -17,6 +17,7 @@ packages give the same numbers (tests/service/test_estimator.py).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,14 +50,21 @@ def logsumexp(a: np.ndarray, axis: int = 0) -> np.ndarray:
     return np.squeeze(m, axis) + np.log(np.sum(np.exp(a - m), axis=axis))
 
 
-def log_weights(model: LatentModel, x: np.ndarray, k: int, seed: int | None, chunk: int) -> np.ndarray:
-    """log w for K draws per image x (N, C, H, W): (K, N) float64."""
+class Stopped(Exception):
+    """The caller asked the estimate to stop (its client went away): the remaining chunks are not computed."""
+
+
+def log_weights(model: LatentModel, x: np.ndarray, k: int, seed: int | None, chunk: int,
+                stop: Callable[[], bool] | None = None) -> np.ndarray:
+    """log w for K draws per image x (N, C, H, W): (K, N) float64. `stop()` is asked before each chunk."""
     q = [level.astype(np.float64) for level in model.posterior(x)]  # q(z_l|x), each (N, D_l)
     n = len(x)
     dims = [level.mean.shape[1] for level in q]
     rng = np.random.default_rng(seed)
     rows = []
     for start in range(0, k, chunk):
+        if stop is not None and stop():
+            raise Stopped(f"stopped after {start} of {k} draws")
         kc = min(chunk, k - start)
         eps = np.split(rng.standard_normal((kc, n, sum(dims))), np.cumsum(dims)[:-1], axis=-1)
         z = [level.sample(e) for level, e in zip(q, eps, strict=True)]  # each (kc, N, D_l)
@@ -69,10 +77,11 @@ def log_weights(model: LatentModel, x: np.ndarray, k: int, seed: int | None, chu
     return np.concatenate(rows, axis=0)
 
 
-def log_likelihood(model: LatentModel, x: np.ndarray, k: int, seed: int | None, chunk: int = 256) -> LogLikelihood:
+def log_likelihood(model: LatentModel, x: np.ndarray, k: int, seed: int | None, chunk: int = 256,
+                   stop: Callable[[], bool] | None = None) -> LogLikelihood:
     """Importance-sampled log Pr(x) per image, with the ELBO and the effective sample size of the weights."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    lw = log_weights(model, x, k, seed, chunk)
+    lw = log_weights(model, x, k, seed, chunk, stop)
     lse = logsumexp(lw, 0)
     return LogLikelihood(lse - math.log(k), lw.mean(0), np.exp(2 * lse - logsumexp(2 * lw, 0)), k)

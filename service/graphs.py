@@ -25,6 +25,8 @@ class BatchPolicy:
     enabled: bool
     max_rows: int
     max_delay_s: float
+    max_queued_rows: int = 4096  # past it a request is refused (503) instead of queued
+    retry_after_s: int = 1
 
 
 class Graph:
@@ -35,8 +37,8 @@ class Graph:
         self.outputs = list(spec.outputs)
         self.seconds = metrics.inference.labels(model, role)
         self.workers = workers
-        self.batcher = (Batcher(self.run, policy.max_rows, policy.max_delay_s, metrics, model, role)
-                        if policy.enabled else None)
+        self.batcher = (Batcher(self.run, policy.max_rows, policy.max_delay_s, metrics, model, role,
+                                policy.max_queued_rows, policy.retry_after_s) if policy.enabled else None)
 
     def run(self, rows: np.ndarray) -> list[np.ndarray]:
         """The graph's outputs for rows (B, ...), in the manifest's order; blocks (onnxruntime releases the GIL)."""

@@ -30,8 +30,8 @@ class Metrics:
         # Protections that acted (docs/operations.md): what was refused, and why.
         self.rejected = Counter("vae_rejected_total", "requests or connections refused by a protection before any "
                                 "work, by reason (header_too_large, header_timeout, body_timeout, connections, "
-                                "in_progress, queue_full, loglik_busy, rate_limited, unauthorized, forbidden, "
-                                "draining)", ["reason"], registry=self.registry)
+                                "in_progress, body_bytes, queue_full, loglik_busy, rate_limited, unauthorized, "
+                                "forbidden, draining)", ["reason"], registry=self.registry)
         self.cancelled = Counter("vae_cancelled_requests_total", "requests whose client went away before the "
                                  "answer (their queued work is dropped)", ["endpoint", "model"],
                                  registry=self.registry)

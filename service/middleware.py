@@ -1,72 +1,162 @@
-"""The ASGI layer every HTTP request goes through before the router (service/app.py adds it)."""
+"""The ASGI layer every HTTP request goes through before the router (service/app.py adds it).
+
+One layer, because each costs every request a hop:
+  - while the server shuts down (Core.draining), new requests other than the health checks get 503;
+  - the body limit: 413 by Content-Length or, when streamed, by counting;
+  - the bytes of all bodies held at once (BodyBudget): past it a request gets 503 with Retry-After, by its
+    Content-Length before any of it is read, or when streamed, at the chunk that goes past it;
+  - HEAD answered as GET without the body (RFC 9110 9.3.2; FastAPI's routes list GET only);
+  - a client that goes away: once a request's body is read, a watcher waits for the ASGI `http.disconnect`
+    and cancels the request's task, so its queued batch rows are dropped and /loglik stops before its next
+    chunk. A client that leaves mid-body ends the same way. Either is counted as cancelled (status 499, the
+    "client closed request" of nginx's logs) and logged as one INFO line, not as a server error;
+  - metrics: requests, latency and errors per endpoint (the route's path template) and model.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
+from prometheus_client import Counter
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import v2
 from service import vae_responses as vae
 from service.core import Core
-from service.errors import TooLarge
+from service.errors import Overloaded, ServiceError, TooLarge
+
+log = logging.getLogger("service.requests")
+HEALTH = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
+CLIENT_GONE = 499
 
 
 class BodyTooLarge(Exception):
     pass
 
 
-class HttpMiddleware:
-    """What every HTTP request goes through, in one ASGI layer (each layer costs every request a hop):
-      - the body limit: 413 by Content-Length or, when streamed, by counting;
-      - HEAD answered as GET without the body (RFC 9110 9.3.2; FastAPI's routes list GET only);
-      - metrics: requests, latency and errors per endpoint (the route's path template) and model."""
+class BodyBudget:
+    """Request body bytes held by the requests in progress, within `limit` (a request alone always gets in)."""
 
-    def __init__(self, app: ASGIApp, core: Core, max_body_bytes: int):
-        self.app, self.metrics, self.max_bytes = app, core.metrics, max_body_bytes
+    def __init__(self, limit: int, retry_after_s: int, refused: Counter):
+        self.limit, self.held, self.refused = limit, 0, refused
+        self.retry_after = str(retry_after_s)
+
+    def take(self, n: int) -> None:
+        if self.held and self.held + n > self.limit:
+            self.refused.inc()
+            raise Overloaded(None, f"the server holds {self.held} bytes of request bodies; try again later",
+                             self.limit, headers={"Retry-After": self.retry_after})
+        self.held += n
+
+
+class Exchange:
+    """One request's passage through the layer: what was read and sent, and whether its client went away."""
+
+    def __init__(self, receive: Receive, send: Send, max_bytes: int, head: bool, budget: BodyBudget):
+        self.upstream_receive, self.upstream_send = receive, send
+        self.max_bytes, self.head, self.budget = max_bytes, head, budget
+        self.seen, self.status, self.responded, self.finished, self.gone = 0, 500, False, False, False
+        self.held, self.declared = 0, False  # body bytes taken from the budget; by Content-Length?
+        self.watcher: asyncio.Task[None] | None = None
+
+    def declare(self, length: int) -> None:
+        self.budget.take(length)
+        self.held, self.declared = length, True
+
+    async def receive(self) -> Message:
+        message = await self.upstream_receive()
+        if message["type"] == "http.request":
+            chunk = len(message.get("body", b""))
+            self.seen += chunk
+            if self.seen > self.max_bytes:
+                raise BodyTooLarge
+            if not self.declared and chunk:
+                self.budget.take(chunk)  # Overloaded: answered by the app's handler, in its protocol's shape
+                self.held += chunk
+            if not message.get("more_body", False):  # the body is read: from now on only a disconnect can come
+                self.watcher = asyncio.get_running_loop().create_task(self.watch(asyncio.current_task()))
+        elif message["type"] == "http.disconnect":
+            self.gone = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status, self.responded = message["status"], True
+        elif message["type"] == "http.response.body":
+            self.finished = not message.get("more_body", False)  # before send: the server then ends `receive`
+            if self.head:
+                message = {**message, "body": b""}
+        await self.upstream_send(message)
+
+    async def watch(self, request: asyncio.Task[object] | None) -> None:
+        """Wait for the client to go away before the answer is complete, then cancel the request's task."""
+        message = await self.upstream_receive()
+        if message["type"] == "http.disconnect" and not self.finished and request is not None:
+            self.gone = True
+            request.cancel()
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+        self.budget.held -= self.held
+
+
+class HttpMiddleware:
+    def __init__(self, app: ASGIApp, core: Core):
+        settings = core.settings
+        self.app, self.core, self.metrics, self.max_bytes = app, core, core.metrics, settings.max_request_bytes
+        self.draining = core.metrics.rejected.labels("draining")
+        self.budget = BodyBudget(settings.max_body_bytes_in_flight, settings.retry_after_s,
+                                 core.metrics.rejected.labels("body_bytes"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status, seen, head = time.perf_counter(), 500, 0, scope["method"] == "HEAD"
-        responded = False
-        length = dict(scope["headers"]).get(b"content-length")
+        started, head = time.perf_counter(), scope["method"] == "HEAD"
         if head:
             scope = {**scope, "method": "GET"}
-
-        async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge
-            return message
-
-        async def watching_send(message: Message) -> None:
-            nonlocal status, responded
-            if message["type"] == "http.response.start":
-                status, responded = message["status"], True
-            elif head and message["type"] == "http.response.body":
-                message = {**message, "body": b""}
-            await send(message)
-
+        exchange = Exchange(receive, send, self.max_bytes, head, self.budget)
+        length = dict(scope["headers"]).get(b"content-length")
         try:
-            if length is not None and length.isdigit() and int(length) > self.max_bytes:
-                raise BodyTooLarge  # refused by its declared length, before any of it is read
-            await self.app(scope, counting_receive, watching_send)
+            if self.core.draining and scope["path"] not in HEALTH:
+                self.draining.inc()
+                raise Overloaded(None, "the server is shutting down", headers={"Retry-After": "1"})
+            if length is not None and length.isdigit():
+                if int(length) > self.max_bytes:
+                    raise BodyTooLarge  # refused by its declared length, before any of it is read
+                exchange.declare(int(length))
+            await self.app(scope, exchange.receive, exchange.send)
         except BodyTooLarge:
-            if not responded:
-                status = 413
-                await self.too_large(scope, receive, send)
+            if not exchange.responded:
+                error = TooLarge("body", "request body is over the limit (bytes)", self.max_bytes)
+                await self.answer(scope, exchange, error)
+        except Overloaded as exc:
+            await self.answer(scope, exchange, exc)
+        except (asyncio.CancelledError, ClientDisconnect):
+            if not exchange.gone:
+                raise  # cancelled for another reason (the server is stopping): not ours to swallow
+            self.client_gone(scope, exchange, started)
         finally:
-            self.observe(scope, status, time.perf_counter() - started)
+            exchange.close()
+            self.observe(scope, exchange.status, time.perf_counter() - started)
 
-    async def too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = TooLarge("body", "request body is over the limit (bytes)", self.max_bytes)
+    async def answer(self, scope: Scope, exchange: Exchange, error: ServiceError) -> None:
         response = (v2 if v2.is_v2(scope["path"]) else vae).service_error(error)
-        await response(scope, receive, send)
+        await response(scope, exchange.upstream_receive, exchange.send)
+
+    def client_gone(self, scope: Scope, exchange: Exchange, started: float) -> None:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            task.uncancel()  # the cancellation was the watcher's, and it ends here
+        exchange.status = CLIENT_GONE
+        endpoint = getattr(scope.get("route"), "path", "unmatched")
+        self.metrics.labeled(self.metrics.cancelled, endpoint, scope.get("vae_model", "-")).inc()
+        log.info("client went away: %s %s after %.3f s; its work was dropped", scope["method"], scope["path"],
+                 time.perf_counter() - started)
 
     def observe(self, scope: Scope, status: int, seconds: float) -> None:
         endpoint = getattr(scope.get("route"), "path", "unmatched")
@@ -74,5 +164,5 @@ class HttpMiddleware:
         m = self.metrics
         m.labeled(m.requests, endpoint, model, str(status)).inc()
         m.labeled(m.latency, endpoint, model).observe(seconds)
-        if status >= 400:
+        if status >= 400 and status != CLIENT_GONE:
             m.labeled(m.errors, endpoint, model, str(status)).inc()

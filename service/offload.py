@@ -11,7 +11,9 @@ holds the GIL, so the pool only adds GIL hand-overs (docs/performance.md has the
     decoding is bounded by the request's image limit times the model's size;
   - output images: at most INLINE_MAX_IMAGES of at most INLINE_MAX_VALUES values in all.
 Anything else (large photos, JPEGs to resize, JSON arrays, many output images) goes to the image thread
-(`Workers.run_images`), where Pillow's decoders and resizing release the GIL for large images.
+(`Workers.run_images`), where Pillow's decoders and resizing release the GIL for large images. So does parsing
+a large JSON body: pydantic holds the GIL while it parses, but on one thread the event loop gets the GIL back
+between bodies instead of waiting for all of them.
 """
 
 from __future__ import annotations

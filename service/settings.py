@@ -79,8 +79,11 @@ class Settings(BaseSettings):
                                  "requests admitted at once per model, running or waiting")
     loglik_concurrency: int = Field(2, ge=1, description="/loglik estimates computed at once per model")
     retry_after_s: int = Field(1, ge=0, description="Retry-After of a 503 for overload")
-    json_inline_bytes: int = Field(65536, ge=0, description="JSON bodies larger than this are parsed on a "
-                                   "worker thread, off the event loop")
+    json_inline_bytes: int = Field(65536, ge=0, description="JSON bodies larger than this are parsed on the "
+                                   "image thread, off the event loop")
+    max_body_bytes_in_flight: int = Field(128 * 1024 * 1024, ge=1024, description="request body bytes held at "
+                                          "once by all requests being read or answered (a request alone is "
+                                          "always admitted)")
 
     # Limits at the connection (service/server.py): request line and headers, timeouts, open connections.
     max_request_line_bytes: int = Field(8192, ge=256, description="method, target and version of a request")

@@ -247,7 +247,9 @@ INFER_REQUEST = {"requestBody": {"required": True, "content": {
 async def infer(name: ModelName, request: Request, core: CoreDep, options: LogLikOptionsDep) -> Response:
     """Run a protocol model on JSON tensors, or on tensors sent with the binary tensor data extension."""
     model, role = find(core, name)
-    message, tensors = read_request(await request.body(), request.headers.get(HEADER_LENGTH))
+    raw = await request.body()  # a large one is parsed on the image thread, as the VAE API's (vae_requests.py)
+    message, tensors = await core.workers.run_images(len(raw) > core.settings.json_inline_bytes, read_request, raw,
+                                                     request.headers.get(HEADER_LENGTH))
     if message.model_name not in (None, name):
         raise InvalidInput("model_name", f"is {message.model_name!r}, but the URL names the model {name!r}", name)
     inputs = matched_inputs(role.inputs(model), tensors)

@@ -84,7 +84,10 @@ async def read_body(request: Request, body: type[Payload], max_images: int, acce
     """The JSON payload, or (where files are accepted) the image files of a multipart body's field `images`."""
     kind = media_type(request)
     if kind == JSON:
-        return parse_json(await request.body(), body)
+        raw, core = await request.body(), request.app.state.core
+        # A large body (arrays of numbers) takes pydantic a while, holding the GIL: on the image thread, one
+        # such parse at a time, so the event loop serves other requests between them.
+        return await core.workers.run_images(len(raw) > core.settings.json_inline_bytes, parse_json, raw, body)
     accepted = [MULTIPART, JSON] if accept_files else [JSON]
     if kind != MULTIPART or not accept_files:
         raise UnsupportedMedia("content-type", f"unsupported media type {kind or '(none)'!r}; send "

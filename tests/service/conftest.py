@@ -74,6 +74,14 @@ def free_port() -> int:
 def running_server(model_dir: Path, **env: str) -> Iterator[str]:
     """The real server (`python -m service`, uvicorn) on a free port, ready; yields host:port, stops it after.
     `env`: VAE_* settings beyond the test defaults (CPU provider, one intra-op thread, warnings only)."""
+    with server_process(model_dir, **env) as (address, _):
+        yield address
+
+
+@contextmanager
+def server_process(model_dir: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """As running_server, yielding the process too (its output, stdout and stderr together, is a pipe: read it
+    once the block is left, e.g. `proc.stdout.read()`)."""
     port = free_port()
     settings = {"VAE_PROVIDERS": "CPUExecutionProvider", "VAE_INTRA_OP_THREADS": "1", "VAE_LOG_LEVEL": "warning",
                 **env}
@@ -94,7 +102,7 @@ def running_server(model_dir: Path, **env: str) -> Iterator[str]:
             if time.monotonic() > deadline:
                 pytest.fail("server not ready within 60 s")
             time.sleep(0.1)
-        yield address
+        yield address, proc
     finally:
         proc.terminate()
         try:

@@ -152,3 +152,88 @@ def test_rows_that_cannot_be_joined_fail_their_batch_and_the_batcher_serves_on()
     mixed, after = asyncio.run(main())
     assert all(isinstance(r, ValueError) for r in mixed)
     np.testing.assert_array_equal(after[0], np.full((1, 2), 2.0))
+
+
+def _slow_first_run(calls, gate):
+    """A run whose first call waits for `gate`: the requests that come meanwhile queue up behind it."""
+    def run(rows):
+        if not calls:
+            gate.wait(2.0)
+        calls.append(len(rows))
+        return [rows + 1]
+    return run
+
+
+def test_a_full_queue_refuses_at_once_with_retry_after():
+    import threading
+
+    from service.errors import Overloaded
+
+    calls, gate = [], threading.Event()
+
+    metrics = Metrics()
+
+    async def main():
+        batcher = Batcher(_slow_first_run(calls, gate), 64, 0.0, metrics, "m", "g", max_queued_rows=6,
+                          retry_after_s=3)
+        first = asyncio.ensure_future(batcher(np.zeros((1, 2))))
+        await asyncio.sleep(0.05)  # running: the next ones wait
+        queued = [asyncio.ensure_future(batcher(np.zeros((3, 2)))) for _ in range(2)]  # 6 rows wait
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as refused:
+            await batcher(np.zeros((1, 2)))  # a 7th row would pass the bound
+        gate.set()
+        done = await asyncio.gather(first, *queued)
+        return refused.value, done, metrics.registry.get_sample_value("vae_rejected_total", {"reason": "queue_full"})
+
+    refused, done, rejected = asyncio.run(main())
+    assert refused.headers == {"Retry-After": "3"} and refused.limit == 6
+    assert [len(d[0]) for d in done] == [1, 3, 3] and calls == [1, 6]
+    assert rejected == 1
+
+
+def test_a_cancelled_request_is_dropped_from_the_queue():
+    """Its client went away while it waited: its rows never run, the others get theirs."""
+    import threading
+
+    calls, gate = [], threading.Event()
+
+    async def main():
+        batcher = _batcher(_slow_first_run(calls, gate), max_delay=0.0)
+        first = asyncio.ensure_future(batcher(np.zeros((1, 2))))
+        await asyncio.sleep(0.05)
+        gone = asyncio.ensure_future(batcher(np.zeros((5, 2))))
+        kept = asyncio.ensure_future(batcher(np.full((2, 2), 7.0)))
+        await asyncio.sleep(0)
+        gone.cancel()
+        gate.set()
+        return await asyncio.gather(first, kept)
+
+    _, kept = asyncio.run(main())
+    assert calls == [1, 2]  # the cancelled request's 5 rows were not run
+    np.testing.assert_array_equal(kept[0], np.full((2, 2), 8.0))
+
+
+def test_a_closed_batcher_finishes_its_queue_then_runs_calls_unbatched():
+    """A reload replaced the model: requests that hold it still get answers, none hangs."""
+    import threading
+
+    calls, gate = [], threading.Event()
+
+    async def main():
+        batcher = _batcher(_slow_first_run(calls, gate), max_delay=0.0)
+        first = asyncio.ensure_future(batcher(np.zeros((1, 2))))
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(batcher(np.zeros((2, 2))))
+        await asyncio.sleep(0)
+        batcher.close()
+        gate.set()
+        before = await asyncio.wait_for(asyncio.gather(first, queued), 5)
+        thread_stopped = batcher.thread is None
+        after = await asyncio.wait_for(batcher(np.full((3, 2), 1.0)), 5)
+        return before, thread_stopped, after
+
+    before, thread_stopped, after = asyncio.run(main())
+    assert [len(b[0]) for b in before] == [1, 2] and thread_stopped
+    np.testing.assert_array_equal(after[0], np.full((3, 2), 2.0))
+    assert calls == [1, 2, 3]
