@@ -26,12 +26,13 @@ from fastapi.responses import Response
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import v2
+from service import admin, v2
 from service import vae_responses as vae
 from service.core import Core
 from service.errors import ServiceError
 from service.middleware import HttpMiddleware
 from service.registry import StartupError, check_configuration
+from service.reload import Reloader
 from service.runtime import tune_interpreter
 from service.settings import Settings
 from service.vae_api import add_inference_routes
@@ -56,7 +57,9 @@ def create_app(settings: Settings | None = None, dependencies: Sequence[params.D
         check_configuration(settings)  # StartupError: the server does not start, with this message
         tune_interpreter(settings)
         loader = asyncio.create_task(load(core, app))
+        watcher = asyncio.create_task(app.state.reloader.watch(settings.reload_interval_s))  # returns at once for 0
         yield
+        watcher.cancel()
         loader.cancel()
         core.close()
 
@@ -65,9 +68,11 @@ def create_app(settings: Settings | None = None, dependencies: Sequence[params.D
     app = FastAPI(title="VAE service", version="0.2.0", description=DESCRIPTION, lifespan=lifespan,
                   telemetry=telemetry, dependencies=list(dependencies))
     app.state.core, app.state.api, app.state.on_fatal = core, ApiModels(settings), None
+    app.state.reloader = Reloader(core)  # one per app: POST /admin/reload and the watcher share its lock
     add_inference_routes(app, app.state.api, lean=settings.lean_routes)  # first: the router tries routes in order
     app.include_router(vae_router)
     app.include_router(v2.router)
+    app.include_router(admin.router)
     install_error_handlers(app)
     app.add_middleware(HttpMiddleware, core=core)
     return app

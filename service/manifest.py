@@ -12,20 +12,24 @@ Graphs (N is dynamic):
   decoder.onnx: z float32 (N, D) -> mean float32 (N, C, H, W): the likelihood's mean f[z]
                 (for the Bernoulli likelihood, the pixel probabilities)
   prior.onnx:   two-level models: z2 float32 (N, D2) -> prior_mu, prior_logvar float32 (N, D) of Pr(z1|z2)
+`declared_shapes` derives these shapes from the image and latent sizes; the service refuses a folder whose graphs
+(or graph specs) disagree with them (service/model.py `check_graph`).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -34,6 +38,7 @@ ATTRIBUTES_FILE = "attributes.json"
 DECODER_FILE = "decoder.onnx"
 PRIOR_FILE = "prior.onnx"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+BATCH_AXIS = "N"  # the dynamic batch axis of every graph input and output
 
 BITS_PER_DIM_CONVENTION = (
     "dequantize: bpd = -(log p(x) - D ln L) / (D ln 2) with x = (k + u) / L, u ~ U[0,1) (density on [0,1]^D "
@@ -109,7 +114,7 @@ class HierarchySpec(_Strict):
     logvar2 (N, D2) of q(z2|x); prior.onnx maps z2 (N, D2) to prior_mu, prior_logvar (N, D1) of Pr(z1|z2);
     Pr(z2) = Norm[0, I]. The decoder reads z1 (latent_dim = D1)."""
 
-    latent_dims: list[int]  # [D1, D2]
+    latent_dims: list[Annotated[int, Field(ge=1)]] = Field(min_length=2, max_length=2)  # [D1, D2]: one prior graph
     prior: GraphSpec
 
 
@@ -172,8 +177,50 @@ class Manifest(_Strict):
     hierarchy: HierarchySpec | None = None  # None: the flat model, prior Norm[0, I] on z
     files: dict[str, FileSpec]  # every file of the folder but the manifest, with its hash
 
+    @model_validator(mode="after")
+    def _decoder_reads_level_1(self) -> Manifest:
+        if self.hierarchy is not None and self.hierarchy.latent_dims[0] != self.latent_dim:
+            raise ValueError(f"hierarchy.latent_dims[0] ({self.hierarchy.latent_dims[0]}) must equal latent_dim "
+                             f"({self.latent_dim}): the decoder reads level 1")
+        return self
+
+    @property
+    def latent_levels(self) -> list[int]:
+        """The latent size of every level, level 1 (the decoder's) first."""
+        return [self.latent_dim] if self.hierarchy is None else list(self.hierarchy.latent_dims)
+
+    @property
+    def graphs(self) -> dict[str, GraphSpec]:
+        """Every graph by its role: encoder, decoder and, for two-level models, prior."""
+        graphs = {"encoder": self.encoder, "decoder": self.decoder}
+        if self.hierarchy is not None:
+            graphs["prior"] = self.hierarchy.prior
+        return graphs
+
     def to_json(self) -> str:
         return self.model_dump_json(indent=2) + "\n"
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A tensor's shape as the manifest's image and latent sizes imply it, and which of them says so."""
+
+    shape: list[str | int]
+    source: str  # e.g. "image 1x28x28", "latent size 32 of z1"
+
+
+def declared_shapes(manifest: Manifest) -> dict[str, tuple[list[Declared], list[Declared]]]:
+    """Each graph role's (input shapes, output shapes), in the graph's order, from the manifest's image and
+    latent levels alone (the module docstring's table): what a folder's graphs must take and give."""
+    c, h, w = manifest.image.shape
+    image = Declared([BATCH_AXIS, c, h, w], f"image {c}x{h}x{w}")
+    levels = [Declared([BATCH_AXIS, d], f"latent size {d} of z{i + 1}")
+              for i, d in enumerate(manifest.latent_levels)]
+    shapes = {"encoder": ([image], [level for level in levels for _ in range(2)]),  # (mean, logvar) per level
+              "decoder": ([levels[0]], [image])}
+    for lower, upper in itertools.pairwise(levels):  # Pr(z_l | z_{l+1}): one prior graph below the top level
+        shapes["prior"] = ([upper], [lower, lower])
+    return shapes
 
 
 class ManifestError(ValueError):
@@ -196,31 +243,31 @@ def load_manifest(folder: str | Path, verify: bool = True) -> Manifest:
     """Read and validate `folder/manifest.json`; with verify, check every listed file's sha256."""
     folder = Path(folder)
     path = folder / MANIFEST_FILE
+    # Messages name the folder by its name only: they reach API responses (GET /models, POST /admin/reload).
     if not path.is_file():
-        raise ManifestError(f"{folder}: no {MANIFEST_FILE}")
+        raise ManifestError(f"{folder.name}: no {MANIFEST_FILE}")
     try:
         manifest = Manifest.model_validate(json.loads(path.read_text()))
     except (ValueError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{path}: invalid manifest: {exc}") from exc
+        raise ManifestError(f"{folder.name}/{MANIFEST_FILE}: invalid manifest: {exc}") from exc
     if verify:
         verify_files(folder, manifest)
     return manifest
 
 
 def verify_files(folder: Path, manifest: Manifest) -> None:
-    graphs = [manifest.encoder, manifest.decoder] + ([manifest.hierarchy.prior] if manifest.hierarchy else [])
-    for graph in graphs:
+    for graph in manifest.graphs.values():
         if graph.file not in manifest.files:
-            raise ManifestError(f"{folder}: {graph.file} is not listed in the manifest's files")
+            raise ManifestError(f"{folder.name}: {graph.file} is not listed in the manifest's files")
     for name, spec in manifest.files.items():
         if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-            raise ManifestError(f"{folder}: file name {name!r} is not a plain file name")
+            raise ManifestError(f"{folder.name}: file name {name!r} is not a plain file name")
         path = folder / name
         if not path.is_file():
-            raise ManifestError(f"{folder}: {name} is missing")
+            raise ManifestError(f"{folder.name}: {name} is missing")
         actual = sha256_file(path)
         if actual != spec.sha256:
-            raise ManifestError(f"{folder}: {name} sha256 {actual} does not match the manifest's {spec.sha256}")
+            raise ManifestError(f"{folder.name}: {name} sha256 {actual} does not match the manifest's {spec.sha256}")
 
 
 def bits_per_dim(log_px: Any, num_dims: int, pixel_mode: str, levels: int) -> Any:

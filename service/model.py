@@ -11,11 +11,17 @@ folder's prior graph. The estimator and the use cases see only:
 
 so nothing downstream branches on the model's kind. These three block (the estimator runs them in a worker
 thread); requests await the graphs themselves (`await model.encoder(x)`), which batches them.
+
+A folder whose manifest lies is refused at load, not answered with 500s later: every graph's inputs and outputs
+(names, float32, shapes) are checked against what the manifest's image and latent sizes imply
+(`declared_shapes`), statically and by running the graph once on two rows of zeros, since exported graphs often
+leave their output sizes symbolic.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +30,7 @@ import onnxruntime as ort
 
 from service.distributions import DiagonalGaussian, Likelihood, likelihood_of
 from service.graphs import BatchPolicy, Graph
-from service.manifest import GraphSpec, Manifest, load_manifest
+from service.manifest import BATCH_AXIS, Declared, GraphSpec, Manifest, declared_shapes, load_manifest
 from service.metrics import Metrics
 from service.offload import Workers
 
@@ -48,9 +54,8 @@ class ServedModel:
 
     @property
     def latent_dims(self) -> list[int]:
-        """The size of every level, level 1 first: the encoder's (mean, logvar) output shapes (N, D_l)."""
-        shapes = list(self.encoder.spec.outputs.values())
-        return [int(shapes[i][1]) for i in range(0, len(shapes), 2)]
+        """The size of every level, level 1 first (the graphs were checked against them at load)."""
+        return self.manifest.latent_levels
 
     @property
     def providers(self) -> list[str]:
@@ -115,28 +120,82 @@ class LoadOptions:
     workers: Workers
 
 
+class GraphMismatch(ValueError):
+    """A graph that does not take or give what the manifest says: names its file, the tensor and both sides."""
+
+
 def load_model(folder: Path, options: LoadOptions) -> ServedModel:
-    """Validate the folder's manifest (and every file's sha256), open one session per graph, check the graphs'
-    input and output names against the manifest. Raises on any problem; nothing is half-loaded."""
+    """Validate the folder's manifest (and every file's sha256), open one session per graph, check each graph's
+    inputs and outputs against the manifest. Raises on any problem; nothing is half-loaded."""
     manifest = load_manifest(folder)
-    specs = {"encoder": manifest.encoder, "decoder": manifest.decoder}
-    if manifest.hierarchy is not None:
-        specs["prior"] = manifest.hierarchy.prior
-    graphs = {role: open_graph(folder, spec, manifest.name, role, options) for role, spec in specs.items()}
+    shapes = declared_shapes(manifest)
+    graphs = {role: open_graph(folder, spec, shapes[role], manifest.name, role, options)
+              for role, spec in manifest.graphs.items()}
     return ServedModel(
         name=manifest.name, folder=folder, manifest=manifest, encoder=graphs["encoder"], decoder=graphs["decoder"],
         prior_graphs=[graphs["prior"]] if "prior" in graphs else [], likelihood=likelihood_of(manifest.likelihood),
         attributes=load_attributes(folder, manifest))
 
 
-def open_graph(folder: Path, spec: GraphSpec, model: str, role: str, options: LoadOptions) -> Graph:
+def open_graph(folder: Path, spec: GraphSpec, declared: tuple[list[Declared], list[Declared]], model: str,
+               role: str, options: LoadOptions) -> Graph:
     session = ort.InferenceSession(str(folder / spec.file), sess_options=options.session,
                                    providers=options.providers)
-    names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
-    if names != (list(spec.inputs), list(spec.outputs)):
-        raise ValueError(f"{spec.file}: graph has inputs/outputs {names}, manifest says "
-                         f"{list(spec.inputs)}/{list(spec.outputs)}")
+    check_graph(session, spec, *declared)
     return Graph(session, spec, model, role, options.metrics, options.batching, options.workers)
+
+
+def check_graph(session: ort.InferenceSession, spec: GraphSpec, inputs: list[Declared], outputs: list[Declared]
+                ) -> None:
+    """Raise GraphMismatch unless the graph's inputs and outputs are, in order, the manifest's names, float32,
+    and of the declared shapes (the batch axis dynamic, every other axis the declared size), and the manifest's
+    own graph spec lists the same shapes (the service reads them too)."""
+    check_tensors(spec.file, "input", session.get_inputs(), spec.inputs, inputs)
+    check_tensors(spec.file, "output", session.get_outputs(), spec.outputs, outputs)
+    check_run(session, spec, inputs[0], outputs)
+
+
+def check_tensors(file: str, kind: str, tensors: list[ort.NodeArg], listed: dict[str, list[str | int]],
+                  wanted: list[Declared]) -> None:
+    if len(tensors) != len(wanted) or len(listed) != len(wanted):
+        raise GraphMismatch(f"{file}: the graph has {kind}s {[t.name for t in tensors]}, the manifest lists "
+                            f"{list(listed)} and its latent levels need {len(wanted)}")
+    for tensor, (name, shape), want in zip(tensors, listed.items(), wanted, strict=True):
+        where = f"{file}: {kind} {name!r}"
+        if tensor.name != name:
+            raise GraphMismatch(f"{where} is named {tensor.name!r} in the graph")
+        if tensor.type != "tensor(float)":
+            raise GraphMismatch(f"{where} is {tensor.type} in the graph, the manifest says float32")
+        if shape != want.shape:
+            raise GraphMismatch(f"{where} is listed as {show(shape)} in the manifest's graph spec, but its "
+                                f"{want.source} makes it {show(want.shape)}")
+        if not fits(tensor.shape, want.shape):
+            raise GraphMismatch(f"{where} is {show(tensor.shape)} in the graph, the manifest says "
+                                f"{show(want.shape)} ({want.source})")
+
+
+def check_run(session: ort.InferenceSession, spec: GraphSpec, taken: Declared, outputs: list[Declared]) -> None:
+    """Exported graphs often leave output sizes symbolic: run the graph once on two rows of zeros and check what
+    it gives (two rows: a graph that takes only one fails here, not in the first batch it is sent)."""
+    rows = np.zeros([2, *(int(d) for d in taken.shape[1:])], np.float32)  # (2, ...): its sizes checked above
+    results = session.run(list(spec.outputs), {next(iter(spec.inputs)): rows})
+    for array, name, want in zip(results, spec.outputs, outputs, strict=True):
+        if array.dtype != np.float32 or list(array.shape) != [2, *want.shape[1:]]:
+            raise GraphMismatch(f"{spec.file}: output {name!r} is {array.dtype} {show(array.shape)} for 2 rows "
+                                f"when run, the manifest says float32 {show(want.shape)} ({want.source})")
+
+
+def fits(graph: list[str | int | None], declared: list[str | int]) -> bool:
+    """A graph axis fits a declared size when it is that size or symbolic (settled by running the graph); the
+    batch axis must be symbolic (a fixed one would break batching)."""
+    return len(graph) == len(declared) and all(
+        not isinstance(g, int) if d == BATCH_AXIS else (g == d or not isinstance(g, int))
+        for g, d in zip(graph, declared, strict=True))
+
+
+def show(shape: Sequence[object]) -> str:
+    """A shape as the manifest writes it: [N, 1, 28, 28]; "?" for an axis with no name or size."""
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 def load_attributes(folder: Path, manifest: Manifest) -> dict[str, np.ndarray]:

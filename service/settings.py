@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     batch_max_rows: int = Field(64, ge=1)
     batch_max_delay_ms: float = Field(0.0, ge=0)
     # Decoder rows (importance samples x images) per pass: bounds /loglik's memory for any allowed k.
-    loglik_batch_rows: int = Field(16384, ge=1)
+    loglik_batch_rows: int = Field(4096, ge=1)
 
     # Work and memory bounds (docs/operations.md): past them a request gets 503 with Retry-After at once
     # instead of waiting in an unbounded queue.

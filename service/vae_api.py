@@ -46,7 +46,10 @@ from service.vae_requests import DEPRECATION, ApiModels, Call
 
 ERRORS = {400: "malformed body", 404: "unknown model", 413: "request body or image over a size limit",
           415: "unsupported content type or image format", 422: "invalid input or option",
-          503: "models still loading, or start-up failed"}
+          503: "models still loading, start-up failed, shutting down, or a bound on work reached (Retry-After)",
+          401: "no valid API key (when VAE_API_KEYS_FILE is set)", 403: "the API key's role may not use this route",
+          429: "over the request rate of the key or address (when VAE_RATE_LIMIT is set; Retry-After, RateLimit-*)"}
+ACCESS_ERRORS = (401, 403, 429)  # any route but the health checks, when keys or rate limits are on
 ANSWER_HEADERS = {
     "X-Seed": {"description": "the seed of the randomness this answer used (draws, noise, samples)",
                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEED}},
@@ -56,8 +59,10 @@ IMAGE_ROUTE_ERRORS = (400, 404, 413, 415, 422, 503)
 Endpoint = Callable[..., Awaitable[Response]]
 
 
-def responses(*codes: int, png: bool = False) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI responses: 200 (with the answer's headers; a PNG alternative) and the errors, as ErrorResponse."""
+def responses(*codes: int, png: bool = False, public: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses: 200 (with the answer's headers; a PNG alternative) and the errors, as ErrorResponse;
+    the access errors too unless the route is `public` (the health checks: no key, no rate limit)."""
+    codes = codes if public else (*codes, *ACCESS_ERRORS)
     ok: dict[str, Any] = {"headers": ANSWER_HEADERS}
     if png:
         ok["content"] = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
@@ -84,13 +89,13 @@ def request_body(body: type[Payload], files: bool = True) -> dict[str, Any]:
 router = APIRouter()
 
 
-@router.get("/healthz", tags=["health"], responses=responses())
+@router.get("/healthz", tags=["health"], responses=responses(public=True))
 async def healthz() -> Health:
     """The process is up (models may still be loading)."""
     return Health(status="ok")
 
 
-@router.get("/readyz", tags=["health"], responses=responses(503))
+@router.get("/readyz", tags=["health"], responses=responses(503, public=True))
 async def readyz(core: CoreDep) -> Ready:
     """Ready once every model folder is loaded (503 before, and from SIGTERM on)."""
     registry = core.ready()
@@ -99,8 +104,10 @@ async def readyz(core: CoreDep) -> Ready:
     return Ready(status="ready", models=sorted(registry.models), default=registry.default)
 
 
-@router.get("/metrics", tags=["health"], response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}})
+PROMETHEUS_TEXT = {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}
+
+
+@router.get("/metrics", tags=["health"], response_class=Response, responses=responses() | {200: PROMETHEUS_TEXT})
 async def metrics(core: CoreDep) -> Response:
     """Prometheus text: requests, latencies, errors, inference time, batching, images processed."""
     return Response(generate_latest(core.metrics.registry), media_type=CONTENT_TYPE_LATEST)
