@@ -194,7 +194,8 @@ ModelName = Annotated[str, Path(description="a protocol model: M.encoder, M.deco
 Version = Annotated[str, Path(description="the model's version: each protocol model has one, 1", examples=["1"])]
 ERRORS: dict[int | str, dict[str, Any]] = {"4XX": {"model": V2Error, "description": "a request the server cannot "
                                                    "serve: {\"error\": message}"},
-                                           503: {"model": V2Error, "description": "models still loading"}}
+                                           503: {"model": V2Error, "description": "models still loading, "
+                                                 "shutting down, or a bound on work reached (Retry-After)"}}
 router = APIRouter(prefix=PREFIX, tags=["Open Inference Protocol v2"])
 
 

@@ -102,7 +102,8 @@ def read_request(body: bytes, header_length: str | None) -> tuple[InferRequest, 
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
-    if not header_length.isdigit() or not 0 < int(header_length) <= len(body):
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses (a header is latin-1 text)
+    if not (header_length.isascii() and header_length.isdigit()) or not 0 < int(header_length) <= len(body):
         raise MalformedInput(HEADER_LENGTH, f"{HEADER_LENGTH} must be the JSON header's length, at most the body's "
                              f"{len(body)} bytes; got {header_length!r}")
     return body[:int(header_length)], body[int(header_length):]
@@ -129,7 +130,10 @@ def from_json(tensor: Tensor, field: str) -> np.ndarray:
     dtype = dtype_of(tensor, field)
     if tensor.data is None:
         raise InvalidInput(field, "has no data (nor a binary_data_size parameter)")
-    flat = list(flatten(tensor.data))
+    # Flat data (what clients send, and the hot path) goes to the strict check as it is; a list inside it is refused
+    # there as not a number. Nested data must nest exactly as the shape says, checked before any conversion.
+    flat = nested_values(tensor.data, tensor.shape, field) if tensor.data and isinstance(tensor.data[0], list) \
+        else tensor.data
     try:
         values = FLOATS.validate_python(flat, strict=True)
     except ValidationError as exc:
@@ -142,13 +146,31 @@ def from_json(tensor: Tensor, field: str) -> np.ndarray:
         return np.asarray(values, dtype=dtype).reshape(tensor.shape)
 
 
-def flatten(data: list[Any]) -> Any:
-    """Row-major elements of (possibly nested) tensor data."""
-    for item in data:
-        if isinstance(item, list):
-            yield from flatten(item)
+def nested_values(data: list[Any], shape: list[int], field: str) -> list[Any]:
+    """Row-major elements of data nested exactly as `shape`: a list of shape[0] lists of shape[1] ... elements.
+    Any other nesting (too deep, too shallow, ragged) is refused, naming the first place that differs."""
+    values: list[Any] = []
+
+    def walk(node: list[Any], depth: int, where: str) -> None:
+        if len(node) != shape[depth]:
+            raise InvalidInput(field, f"data{where} has {len(node)} items, but shape {shape} has {shape[depth]} "
+                               f"in dimension {depth}", shape)
+        last = depth == len(shape) - 1
+        for i, item in enumerate(node):
+            if isinstance(item, list) == last:  # a list among the values, or a value among the rows
+                wanted = "a value" if last else "a list"
+                raise InvalidInput(field, f"data{where}[{i}] should be {wanted}: data is flat, or nested as "
+                                   f"shape {shape}", shape)
+        if last:
+            values.extend(node)
         else:
-            yield item
+            for i, item in enumerate(node):
+                walk(item, depth + 1, f"{where}[{i}]")
+
+    if not shape:
+        raise InvalidInput(field, "data is nested, but shape [] holds one value", shape)
+    walk(data, 0, "")
+    return values
 
 
 def write_response(response: InferResponse, arrays: list[np.ndarray], binary: list[bool]) -> tuple[bytes, int | None]:
