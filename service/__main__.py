@@ -7,7 +7,6 @@ Every setting also comes from VAE_* environment variables (service/settings.py);
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -39,24 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return check(settings)
 
-    import uvicorn
+    from service.server import create_server
 
-    from service.app import create_app
-
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
-    # uvloop and httptools (C event loop and HTTP parser) rather than asyncio's and h11's: see
-    # docs/performance.md, "Why this server stack".
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                                           access_log=settings.access_log, loop="uvloop", http="httptools"))
-
-    def stop() -> None:
-        server.should_exit = True
-
-    app.state.on_fatal = stop
+    try:
+        server = create_server(settings)  # the limits at the connection and the shutdown: service/server.py
+    except StartupError as exc:  # e.g. an unreadable or invalid VAE_API_KEYS_FILE
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     server.run()
-    if app.state.core.startup_error is not None:
-        print(f"error: {app.state.core.startup_error}", file=sys.stderr)
+    if server.core.startup_error is not None:
+        print(f"error: {server.core.startup_error}", file=sys.stderr)
         return 1
     return 0 if server.started else 3
 

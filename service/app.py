@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import admin, v2
 from service import vae_responses as vae
+from service.access import install_access
 from service.core import Core
 from service.errors import ServiceError
 from service.middleware import HttpMiddleware
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, dependencies: Sequence[params.D
     app.include_router(admin.router)
     install_error_handlers(app)
     app.add_middleware(HttpMiddleware, core=core)
+    install_access(app, settings)  # last added runs first: request IDs, CORS, keys and limits before any work
     return app
 
 

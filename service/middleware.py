@@ -109,6 +109,7 @@ class HttpMiddleware:
         settings = core.settings
         self.app, self.core, self.metrics, self.max_bytes = app, core, core.metrics, settings.max_request_bytes
         self.draining = core.metrics.rejected.labels("draining")
+        self.retry_after = str(settings.retry_after_s)
         self.budget = BodyBudget(settings.max_body_bytes_in_flight, settings.retry_after_s,
                                  core.metrics.rejected.labels("body_bytes"))
 
@@ -124,7 +125,7 @@ class HttpMiddleware:
         try:
             if self.core.draining and scope["path"] not in HEALTH:
                 self.draining.inc()
-                raise Overloaded(None, "the server is shutting down", headers={"Retry-After": "1"})
+                raise self.shutting_down()
             if length is not None and length.isdigit():
                 if int(length) > self.max_bytes:
                     raise BodyTooLarge  # refused by its declared length, before any of it is read
@@ -137,9 +138,14 @@ class HttpMiddleware:
         except Overloaded as exc:
             await self.answer(scope, exchange, exc)
         except (asyncio.CancelledError, ClientDisconnect):
-            if not exchange.gone:
-                raise  # cancelled for another reason (the server is stopping): not ours to swallow
-            self.client_gone(scope, exchange, started)
+            if exchange.gone:
+                self.client_gone(scope, exchange, started)
+            elif self.core.draining:  # cut at VAE_SHUTDOWN_TIMEOUT_S: a 503 rather than the server's text 500
+                self.cut_at_shutdown(scope)
+                if not exchange.responded:
+                    await self.answer(scope, exchange, self.shutting_down())
+            else:
+                raise  # cancelled for a reason not ours to swallow
         finally:
             exchange.close()
             self.observe(scope, exchange.status, time.perf_counter() - started)
@@ -148,10 +154,16 @@ class HttpMiddleware:
         response = (v2 if v2.is_v2(scope["path"]) else vae).service_error(error)
         await response(scope, exchange.upstream_receive, exchange.send)
 
+    def shutting_down(self) -> Overloaded:
+        return Overloaded(None, "the server is shutting down", headers={"Retry-After": self.retry_after})
+
+    def cut_at_shutdown(self, scope: Scope) -> None:
+        uncancel()
+        log.warning("cut at shutdown: %s %s did not finish within VAE_SHUTDOWN_TIMEOUT_S", scope["method"],
+                    scope["path"])
+
     def client_gone(self, scope: Scope, exchange: Exchange, started: float) -> None:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            task.uncancel()  # the cancellation was the watcher's, and it ends here
+        uncancel()  # the cancellation was the watcher's, and it ends here
         exchange.status = CLIENT_GONE
         endpoint = getattr(scope.get("route"), "path", "unmatched")
         self.metrics.labeled(self.metrics.cancelled, endpoint, scope.get("vae_model", "-")).inc()
@@ -166,3 +178,10 @@ class HttpMiddleware:
         m.labeled(m.latency, endpoint, model).observe(seconds)
         if status >= 400 and status != CLIENT_GONE:
             m.labeled(m.errors, endpoint, model, str(status)).inc()
+
+
+def uncancel() -> None:
+    """End the current task's pending cancellation, which the layer has handled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        task.uncancel()
