@@ -1,12 +1,11 @@
 """Who may call the service, how often, from which web pages; and which request each answer and log line is for.
 
-Layers, outermost first (`install_access`, called last in service/app.py create_app, so they run first):
-  RequestContext  always: the request's ID (X-Request-ID from the client when sane, else a new one) in the
-                  answer and in every log line of the request (service/logs.py); X-Content-Type-Options: nosniff.
+Layers, outermost first (`install_access`, called in service/app.py create_app before the outermost layer,
+service/middleware.py's, which gives every request its ID and every answer X-Content-Type-Options):
   CORSMiddleware  Starlette's, only with VAE_CORS_ORIGINS: answers preflights before any key is asked for.
   Gate            only with VAE_API_KEYS_FILE or VAE_RATE_LIMIT: 401/403 by API key and role, then 429 by a
                   token bucket per key (per client address without keys). Health routes pass untouched.
-With keys and limits off (the defaults) the Gate is not installed: a request pays for RequestContext only.
+With keys, limits and CORS off (the defaults) nothing is installed: a request pays nothing here.
 
 The keys (service/api_keys.py): `user` may call every route but /metrics and /admin/...; `admin` may call all of
 them. The buckets: service/rate_limit.py.
@@ -15,19 +14,15 @@ them. The buckets: service/rate_limit.py.
 from __future__ import annotations
 
 import logging
-import random
-import re
-from collections.abc import Iterable
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import v2
 from service import vae_responses as vae
 from service.api_keys import Keys, load_keys, presented_key
 from service.errors import Forbidden, RateLimited, ServiceError, Unauthorized
-from service.logs import request_id
 from service.metrics import Metrics
 from service.rate_limit import TokenBuckets, bucket_size, rate_limited
 from service.settings import Settings
@@ -36,8 +31,6 @@ log = logging.getLogger("service.access")
 
 # Answered without a key and never rate limited: orchestrators' probes must see the process, not the caller.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
-SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")  # nothing that could break a log line or a header
-NOSNIFF = (b"x-content-type-options", b"nosniff")  # browsers must not guess a type for our JSON or PNG answers
 # What a browser page on an allowed origin may send and read (CORS-safelisted headers are always allowed).
 CORS_HEADERS = ["Authorization", "X-API-Key", "X-Request-ID"]
 CORS_EXPOSED = ["X-Request-ID", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"]
@@ -48,38 +41,6 @@ def needs_admin(path: str) -> bool:
 
 
 # The layers.
-
-class RequestContext:
-    """Gives every HTTP request an ID (for its log lines and its answer) and every answer X-Content-Type-Options."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        # IDs name log lines and guard nothing: random's generator (seeded from os.urandom, reseeded in a forked
-        # worker) makes one without the system call secrets makes for each
-        rid = client_request_id(scope["headers"]) or f"{random.getrandbits(128):032x}"
-        request_id.set(rid)  # this request's task only (service/logs.py)
-        extra = [(b"x-request-id", rid.encode()), NOSNIFF]
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                # a new list: a response object's own header list may be sent again (cached responses)
-                message = {**message, "headers": [*message.get("headers", ()), *extra]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-def client_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == b"x-request-id":
-            return value.decode("ascii") if SANE_REQUEST_ID.fullmatch(value) else None
-    return None
-
 
 class Gate:
     """401 without a valid key, 403 for a key whose role may not use the path, 429 over the rate limit; each
@@ -138,7 +99,7 @@ def unauthorized(presented: bool) -> Unauthorized:
 
 
 def install_access(app: FastAPI, settings: Settings) -> None:
-    """Adds the layers the settings ask for; call after every other add_middleware (the last added runs first).
+    """Adds the layers the settings ask for; call before adding the outermost layer (the last added runs first).
     A keys file that cannot be read or is invalid raises StartupError: the server does not start."""
     keys = load_keys(settings.api_keys_file) if settings.api_keys_file is not None else None
     buckets = TokenBuckets(settings.rate_limit, bucket_size(settings)) if settings.rate_limit > 0 else None
@@ -148,6 +109,5 @@ def install_access(app: FastAPI, settings: Settings) -> None:
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=600)
-    app.add_middleware(RequestContext)
 
 

@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, dependencies: Sequence[params.D
 
     telemetry: TelemetryConfig | None = (None if settings.opentelemetry else
                                          {"tracing": False, "metrics": False, "logs": False})
-    app = FastAPI(title="VAE service", version="0.2.0", description=DESCRIPTION, lifespan=lifespan,
+    app = FastAPI(title="VAE service", version="0.3.0", description=DESCRIPTION, lifespan=lifespan,
                   telemetry=telemetry, dependencies=list(dependencies))
     app.state.core, app.state.api, app.state.on_fatal = core, ApiModels(settings), None
     app.state.reloader = Reloader(core)  # one per app: POST /admin/reload and the watcher share its lock
@@ -75,8 +75,8 @@ def create_app(settings: Settings | None = None, dependencies: Sequence[params.D
     app.include_router(v2.router)
     app.include_router(admin.router)
     install_error_handlers(app)
-    app.add_middleware(HttpMiddleware, core=core)
-    install_access(app, settings)  # last added runs first: request IDs, CORS, keys and limits before any work
+    install_access(app, settings)  # CORS, keys and limits, before any work
+    app.add_middleware(HttpMiddleware, core=core)  # added last, so outermost: every answer, refusals too, passes it
     return app
 
 

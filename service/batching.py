@@ -63,7 +63,8 @@ class Batcher:
         self.thread: threading.Thread | None = None
         self.queue_seconds = metrics.queue_seconds.labels(model, graph)
         self.batch_rows = metrics.batch_rows.labels(model, graph)
-        self.queued_rows = metrics.queued_rows.labels(model, graph)
+        # read when /metrics is scraped: no work per request
+        metrics.queued_rows.labels(model, graph).set_function(lambda: self.waiting_rows)
         self.queue_full = metrics.rejected.labels("queue_full")
         self.name, self.model = f"vae-{graph}", model
 
@@ -80,7 +81,6 @@ class Batcher:
         pending = _Pending(rows, loop.create_future())
         self.waiting.append(pending)
         self.waiting_rows += len(rows)
-        self.queued_rows.set(self.waiting_rows)
         if not self.running:
             self._schedule(loop)
         return await pending.future
@@ -109,7 +109,6 @@ class Batcher:
             if not pending.future.done():  # done: cancelled while it waited (its client went away)
                 batch.append(pending)
                 rows += len(pending.rows)
-        self.queued_rows.set(self.waiting_rows)
         if not batch:
             self._stop_when_idle()
             return

@@ -1,6 +1,6 @@
 """Logging set-up for `python -m service`: uvicorn's and the service's loggers, one format, one level.
 
-Every line names the request it was written for: service/access.py sets `request_id` for each request, and the
+Every line names the request it was written for: service/middleware.py sets `request_id` for each request, and the
 handler's RequestIdFilter copies it onto each record (uvicorn's error and access lines included; "-" outside
 a request, e.g. start-up or the batch threads). With `json_logs` each line is one JSON object.
 """

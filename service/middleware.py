@@ -1,23 +1,33 @@
 """The ASGI layer every HTTP request goes through before the router (service/app.py adds it).
 
-One layer, because each costs every request a hop:
+One layer, because each costs every request a hop (this one is outermost, so every answer passes it):
+  - the request's ID: X-Request-ID from the client when sane (1 to 128 of [A-Za-z0-9._-]), else a new one,
+    set for the request's log lines (service/logs.py) and sent back; and X-Content-Type-Options: nosniff on
+    every answer (browsers must not guess a type for our JSON or PNG);
   - while the server shuts down (Core.draining), new requests other than the health checks get 503;
   - the body limit: 413 by Content-Length or, when streamed, by counting;
   - the bytes of all bodies held at once (BodyBudget): past it a request gets 503 with Retry-After, by its
     Content-Length before any of it is read, or when streamed, at the chunk that goes past it;
   - HEAD answered as GET without the body (RFC 9110 9.3.2; FastAPI's routes list GET only);
-  - a client that goes away: once a request's body is read, a watcher waits for the ASGI `http.disconnect`
-    and cancels the request's task, so its queued batch rows are dropped and /loglik stops before its next
-    chunk. A client that leaves mid-body ends the same way. Either is counted as cancelled (status 499, the
-    "client closed request" of nginx's logs) and logged as one INFO line, not as a server error;
+  - a client that goes away: the server (service/server.py, which finds the request's Exchange in its scope
+    under EXCHANGE) calls `Exchange.client_gone` when the connection is lost before the answer is complete,
+    which cancels the request's task, so its queued batch rows are dropped and /loglik stops before its next
+    chunk. (A watcher task per request waiting for ASGI's `http.disconnect` would do it under any server, but
+    cost /encode about a tenth of its rate: docs/performance.md.) A client that leaves mid-body ends the same
+    way under any server (ASGI's `http.disconnect`). Either is counted as cancelled (status 499, the "client
+    closed request" of nginx's logs) and logged as one INFO line, not as a server error;
   - metrics: requests, latency and errors per endpoint (the route's path template) and model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
+import re
 import time
+from collections.abc import Iterable
 
 from prometheus_client import Counter
 from starlette.requests import ClientDisconnect
@@ -27,10 +37,18 @@ from service import v2
 from service import vae_responses as vae
 from service.core import Core
 from service.errors import Overloaded, ServiceError, TooLarge
+from service.logs import request_id
 
 log = logging.getLogger("service.requests")
 HEALTH = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
+EXCHANGE = "vae.exchange"  # the scope key under which the server finds a request's Exchange
 CLIENT_GONE = 499
+SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")  # nothing that could break a log line or a header
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+# Made IDs: this process's random prefix and a counter, unique across processes and restarts without a random
+# draw per request (they name log lines and guard nothing).
+ID_PREFIX = os.urandom(8).hex()
+ID_NUMBERS = itertools.count(1)
 
 
 class BodyTooLarge(Exception):
@@ -55,12 +73,14 @@ class BodyBudget:
 class Exchange:
     """One request's passage through the layer: what was read and sent, and whether its client went away."""
 
-    def __init__(self, receive: Receive, send: Send, max_bytes: int, head: bool, budget: BodyBudget):
+    def __init__(self, receive: Receive, send: Send, max_bytes: int, head: bool, budget: BodyBudget,
+                 answer_headers: list[tuple[bytes, bytes]]):
         self.upstream_receive, self.upstream_send = receive, send
+        self.answer_headers = answer_headers  # added to the answer's own
         self.max_bytes, self.head, self.budget = max_bytes, head, budget
         self.seen, self.status, self.responded, self.finished, self.gone = 0, 500, False, False, False
         self.held, self.declared = 0, False  # body bytes taken from the budget; by Content-Length?
-        self.watcher: asyncio.Task[None] | None = None
+        self.task = asyncio.current_task()  # the request's, cancelled if its client goes away
 
     def declare(self, length: int) -> None:
         self.budget.take(length)
@@ -76,8 +96,6 @@ class Exchange:
             if not self.declared and chunk:
                 self.budget.take(chunk)  # Overloaded: answered by the app's handler, in its protocol's shape
                 self.held += chunk
-            if not message.get("more_body", False):  # the body is read: from now on only a disconnect can come
-                self.watcher = asyncio.get_running_loop().create_task(self.watch(asyncio.current_task()))
         elif message["type"] == "http.disconnect":
             self.gone = True
         return message
@@ -85,22 +103,21 @@ class Exchange:
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status, self.responded = message["status"], True
+            # a new list: a response object's own header list may be sent again (cached responses)
+            message = {**message, "headers": [*message.get("headers", ()), *self.answer_headers]}
         elif message["type"] == "http.response.body":
             self.finished = not message.get("more_body", False)  # before send: the server then ends `receive`
             if self.head:
                 message = {**message, "body": b""}
         await self.upstream_send(message)
 
-    async def watch(self, request: asyncio.Task[object] | None) -> None:
-        """Wait for the client to go away before the answer is complete, then cancel the request's task."""
-        message = await self.upstream_receive()
-        if message["type"] == "http.disconnect" and not self.finished and request is not None:
+    def client_gone(self) -> None:
+        """The connection was lost before the answer was complete (the server calls it): stop the request."""
+        if not self.finished and not self.gone and self.task is not None:
             self.gone = True
-            request.cancel()
+            self.task.cancel()
 
     def close(self) -> None:
-        if self.watcher is not None:
-            self.watcher.cancel()
         self.budget.held -= self.held
 
 
@@ -118,10 +135,13 @@ class HttpMiddleware:
             await self.app(scope, receive, send)
             return
         started, head = time.perf_counter(), scope["method"] == "HEAD"
+        length, rid = read_headers(scope["headers"])
+        rid = rid or f"{ID_PREFIX}-{next(ID_NUMBERS):x}"
+        request_id.set(rid)  # this request's task only (service/logs.py)
+        exchange = scope[EXCHANGE] = Exchange(receive, send, self.max_bytes, head, self.budget,  # the server's scope
+                                              [(b"x-request-id", rid.encode()), NOSNIFF])
         if head:
             scope = {**scope, "method": "GET"}
-        exchange = Exchange(receive, send, self.max_bytes, head, self.budget)
-        length = dict(scope["headers"]).get(b"content-length")
         try:
             if self.core.draining and scope["path"] not in HEALTH:
                 self.draining.inc()
@@ -178,6 +198,17 @@ class HttpMiddleware:
         m.labeled(m.latency, endpoint, model).observe(seconds)
         if status >= 400 and status != CLIENT_GONE:
             m.labeled(m.errors, endpoint, model, str(status)).inc()
+
+
+def read_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, str | None]:
+    """The request's Content-Length, and its X-Request-ID when sane, in one pass (the server lowercases names)."""
+    length = rid = None
+    for name, value in headers:
+        if name == b"content-length":
+            length = value
+        elif name == b"x-request-id" and SANE_REQUEST_ID.fullmatch(value):
+            rid = value.decode("ascii")
+    return length, rid
 
 
 def uncancel() -> None:

@@ -15,6 +15,9 @@ uvicorn reads request heads without bounds and has no header or body timeouts, s
     request gets 503 with Retry-After, except /healthz, /readyz and the /v2 health checks, which have
     health_reserve more of each. Past max_connections + health_reserve a new connection gets 503 at once.
 
+A connection lost before its answer is complete stops its request (connection_lost calls the Exchange that
+service/middleware.py keeps in the request's scope): its queued work is dropped instead of run for nobody.
+
 uvicorn's own `limit_concurrency` is not used: it counts connections and requests against one number and
 refuses the health checks with the rest (text/plain, no Retry-After). What the protocol refuses it counts in
 vae_rejected_total; vae_open_connections and vae_requests_in_progress read uvicorn's own sets when scraped.
@@ -45,7 +48,7 @@ from uvicorn.server import ServerState
 from service.app import create_app
 from service.core import Core
 from service.logs import log_config
-from service.middleware import HEALTH
+from service.middleware import EXCHANGE, HEALTH, Exchange
 from service.settings import Settings
 from service.vae_responses import error_response
 
@@ -134,6 +137,11 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.reading = DONE
         self.stop_timer()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            exchange = cycle.scope.get(EXCHANGE)  # set by service/middleware.py once the request reached it
+            if isinstance(exchange, Exchange):
+                exchange.client_gone()  # its work is dropped (the middleware counts and logs it)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

@@ -1,5 +1,6 @@
-"""Access (service/access.py): API keys and roles, rate limits, CORS, request IDs, nosniff and JSON logs over HTTP
-against the real server (`python -m service`); the token bucket's math and the keys file's checks in-process."""
+"""Access (service/access.py, service/middleware.py): API keys and roles, rate limits, CORS, request IDs, nosniff
+and JSON logs over HTTP against the real server (`python -m service`); the token bucket's math and the keys
+file's checks in-process."""
 
 import hashlib
 import json
@@ -19,7 +20,7 @@ from tests.service.conftest import ROOT, free_port, running_server, server_proce
 
 USER_KEY, ADMIN_KEY, WRONG_KEY = "vae_user-4f1c2a77e0", "vae_admin-9b7e3d11c5", "vae_wrong-0d2b6f9a41"
 EXAMPLE_PNG = (ROOT / "docs" / "example-ankle-boot.png").read_bytes()
-HEX32 = re.compile(r"[0-9a-f]{32}")
+MADE_ID = re.compile(r"[0-9a-f]{16}-[0-9a-f]+")  # service/middleware.py: the process prefix, a counter
 
 
 def sha256(key: str) -> str:
@@ -118,10 +119,10 @@ def test_request_ids(keyed):
     given = "trace.Abc-123_x"
     assert keyed.get("/healthz", headers={"X-Request-ID": given}).headers["x-request-id"] == given
     made = [keyed.get("/healthz").headers["x-request-id"] for _ in range(2)]
-    assert all(HEX32.fullmatch(m) for m in made) and made[0] != made[1]
+    assert all(MADE_ID.fullmatch(m) for m in made) and made[0] != made[1]
     for hostile in ("a" * 500, "abc$def", "a b", ""):
         answered = keyed.get("/models", headers={"X-Request-ID": hostile}).headers["x-request-id"]
-        assert HEX32.fullmatch(answered), hostile  # replaced, whatever the answer (here 401)
+        assert MADE_ID.fullmatch(answered), hostile  # replaced, whatever the answer (here 401)
 
 
 def test_no_cors_headers_without_the_setting(keyed):
