@@ -134,9 +134,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start(cmd: list[str], port: int, ready_path: str) -> tuple[subprocess.Popen, float]:
+def start(cmd: list[str], port: int, ready_path: str, cwd: Path = ROOT) -> tuple[subprocess.Popen, float]:
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "VAE_LOG_LEVEL": "warning"})
     while True:
         try:

@@ -13,9 +13,9 @@ One layer, because each costs every request a hop (this one is outermost, so eve
     under EXCHANGE) calls `Exchange.client_gone` when the connection is lost before the answer is complete,
     which cancels the request's task, so its queued batch rows are dropped and /loglik stops before its next
     chunk. (A watcher task per request waiting for ASGI's `http.disconnect` would do it under any server, but
-    cost /encode about a tenth of its rate: docs/performance.md.) A client that leaves mid-body ends the same
-    way under any server (ASGI's `http.disconnect`). Either is counted as cancelled (status 499, the "client
-    closed request" of nginx's logs) and logged as one INFO line, not as a server error;
+    it measurably slowed /encode: docs/performance.md, "What the protections cost".) A client that leaves
+    mid-body ends the same way under any server (ASGI's `http.disconnect`). Either is counted as cancelled
+    (status 499, the "client closed request" of nginx's logs) and logged as one INFO line, not as an error;
   - metrics: requests, latency and errors per endpoint (the route's path template) and model.
 """
 
@@ -106,7 +106,7 @@ class Exchange:
             # a new list: a response object's own header list may be sent again (cached responses)
             message = {**message, "headers": [*message.get("headers", ()), *self.answer_headers]}
         elif message["type"] == "http.response.body":
-            self.finished = not message.get("more_body", False)  # before send: the server then ends `receive`
+            self.finished = not message.get("more_body", False)  # from here on a lost connection cancels nothing
             if self.head:
                 message = {**message, "body": b""}
         await self.upstream_send(message)
