@@ -3,20 +3,14 @@ requests in progress finish (within VAE_SHUTDOWN_TIMEOUT_S), and the process exi
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import httpx
 import pytest
 
-from tests.service.conftest import ROOT, free_port
+from tests.service.conftest import ROOT, server_process
 
 EXAMPLE_PNG = (ROOT / "docs" / "example-ankle-boot.png").read_bytes()
 
@@ -27,36 +21,6 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("shutdown_models")
     shutil.copytree(ROOT / "models" / "fashion-mnist", root / "fashion-mnist")
     return root
-
-
-@contextmanager
-def serving(models, **env: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`python -m service` on a free port, ready: its process and host:port; killed after if still running."""
-    port = free_port()
-    settings = {"VAE_PROVIDERS": "CPUExecutionProvider", "VAE_INTRA_OP_THREADS": "1", "VAE_LOG_LEVEL": "warning",
-                **env}
-    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--model-dir", str(models)],
-                            cwd=ROOT, env={**os.environ, **settings}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not ready(address):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server not ready: {proc.stdout.read() if proc.poll() is not None else ''}")
-            time.sleep(0.1)
-        yield proc, address
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-
-
-def ready(address: str) -> bool:
-    try:
-        return httpx.get(f"http://{address}/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def loglik_request(images: int, k: int = 5000) -> bytes:
@@ -100,7 +64,7 @@ def refused(address: str) -> bool:
 
 
 def test_sigterm_drains_the_requests_in_progress_and_exits_0(models):
-    with serving(models) as (proc, address), connect(address) as sock:
+    with server_process(models) as (address, proc), connect(address) as sock:
         # A /loglik that takes about a second, then two more requests on the same connection (pipelined), which
         # the server reads after it: they arrive during the drain.
         sock.sendall(loglik_request(images=4) + b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -119,7 +83,7 @@ def test_sigterm_drains_the_requests_in_progress_and_exits_0(models):
 
 
 def test_sigterm_cuts_requests_at_the_shutdown_timeout_and_exits_0(models):
-    with serving(models, VAE_SHUTDOWN_TIMEOUT_S="1") as (proc, address), connect(address) as sock:
+    with server_process(models, VAE_SHUTDOWN_TIMEOUT_S="1") as (address, proc), connect(address) as sock:
         sock.sendall(loglik_request(images=16))  # several seconds of work
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
