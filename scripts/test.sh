@@ -25,5 +25,5 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
 fi
 
 .venv/bin/python -m ruff check training service tests scripts benchmarks
-.venv/bin/python -m mypy service
+.venv/bin/python -m mypy service training
 .venv/bin/python -m pytest -q "$@"

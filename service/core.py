@@ -69,6 +69,7 @@ class Generated:
     images: np.ndarray  # (N, C, H, W) float32
     seed: int | None  # the seed of the randomness used; None where there was none
     z: np.ndarray | None = None  # the latent codes decoded, where the use case chose them
+    parameters: list[np.ndarray] | None = None  # the likelihood's parameters (the decoder's outputs) at z
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,11 @@ class Core:
         lo, hi = spec.value_range
         if not np.all(np.isfinite(x)) or x.min() < lo or x.max() > hi:
             raise InvalidInput(field, f"values must be finite and lie in [{lo:g}, {hi:g}]", [lo, hi])
+        steps = {"binarize": 1, "discrete": spec.levels - 1}.get(spec.pixel_mode)
+        if steps is not None and not np.allclose(x * steps, np.round(x * steps), rtol=0, atol=1e-3):
+            # a probability mass is over these values only
+            raise InvalidInput(field, f"values must be the model's levels k / {steps}, k = 0 .. {steps}",
+                               [0, steps])
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def latents(self, model: ServedModel, rows: Any, field: str) -> np.ndarray:
@@ -195,12 +201,12 @@ class Core:
     async def decode(self, model: ServedModel, z: np.ndarray, noise: bool = False, seed: int | None = None
                      ) -> Generated:
         """f[z]; with noise, x ~ Pr(x|z) drawn with the seed."""
-        (mean,) = await model.decoder(z)
+        params = await model.decoder(z)
         self.count("decode", model, len(z))
         if not noise:
-            return Generated(mean, None)
+            return Generated(model.likelihood.mean(params), None, parameters=params)
         seed = fresh_seed() if seed is None else seed
-        return Generated(model.likelihood.sample(mean, np.random.default_rng(seed)), seed)
+        return Generated(model.likelihood.sample(params, np.random.default_rng(seed)), seed, parameters=params)
 
     async def sample(self, model: ServedModel, n: int, seed: int | None = None, temperature: float = 1.0,
                      noise: bool = False) -> Generated:
@@ -208,8 +214,9 @@ class Core:
         gives the same images: the latents use the seed's stream, the observation noise seed + 1's."""
         seed = fresh_seed() if seed is None else seed
         z = await model.sample_latents(n, np.random.default_rng(seed), temperature)
-        (mean,) = await model.decoder(z)
-        images = model.likelihood.sample(mean, np.random.default_rng(seed + 1)) if noise else mean
+        params = await model.decoder(z)
+        likelihood = model.likelihood
+        images = likelihood.sample(params, np.random.default_rng(seed + 1)) if noise else likelihood.mean(params)
         self.count("sample", model, n)
         return Generated(images, seed)
 

@@ -48,52 +48,176 @@ class DiagonalGaussian:
 
 
 class Likelihood(Protocol):
-    """Pr(x|z) given the decoder's output f[z] (its mean)."""
+    """Pr(x|z) given the decoder graph's outputs `params` (its parameters, in the manifest's order; each
+    (..., N, C, H, W), the mixture's (..., N, K, C, H, W))."""
 
-    def log_prob(self, x: np.ndarray, mean: np.ndarray) -> np.ndarray:
-        """x (N, C, H, W), mean (..., N, C, H, W) -> log Pr(x|z) (..., N), float64."""
+    def log_prob(self, x: np.ndarray, params: list[np.ndarray]) -> np.ndarray:
+        """x (N, C, H, W) -> log Pr(x|z) (..., N), float64."""
         ...
 
-    def sample(self, mean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One draw x ~ Pr(x|z) per mean: the chapter's generative process. float32, same shape."""
+    def mean(self, params: list[np.ndarray]) -> np.ndarray:
+        """E[x|z]: the image the decoder means, float32 (..., N, C, H, W)."""
         ...
+
+    def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        """One draw x ~ Pr(x|z) per image: the chapter's generative process. float32, the mean's shape."""
+        ...
+
+
+def image_axes(a: np.ndarray) -> tuple[int, int, int]:
+    return a.ndim - 3, a.ndim - 2, a.ndim - 1
 
 
 @dataclass(frozen=True)
 class GaussianLikelihood:
-    """Pr(x|z) = Norm[x; f[z], sigma^2 I] on R^D, the chapter's spherical Gaussian."""
+    """Pr(x|z) = Norm[x; f[z], sigma^2 I] on R^D, the chapter's spherical Gaussian; params: [f[z]]."""
 
     sigma: float
 
-    def log_prob(self, x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    def log_prob(self, x: np.ndarray, params: list[np.ndarray]) -> np.ndarray:
         # -D/2 log(2 pi sigma^2) - ||x - f[z]||^2 / (2 sigma^2): one squared distance per image
+        (mean,) = params
         d = math.prod(x.shape[1:])
-        axes = tuple(range(mean.ndim - 3, mean.ndim))
-        squared = np.sum((x.astype(np.float64) - mean.astype(np.float64)) ** 2, axis=axes)
+        squared = np.sum((x.astype(np.float64) - mean.astype(np.float64)) ** 2, axis=image_axes(mean))
         return -0.5 * squared / self.sigma**2 - d * (math.log(self.sigma) + 0.5 * LOG_2PI)
 
-    def sample(self, mean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def mean(self, params: list[np.ndarray]) -> np.ndarray:
+        return params[0]
+
+    def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        (mean,) = params
         return (mean + self.sigma * rng.standard_normal(mean.shape)).astype(np.float32)
 
 
 @dataclass(frozen=True)
 class BernoulliLikelihood:
-    """Pr(x|z) = prod_d p_d^x_d (1 - p_d)^(1 - x_d) on {0, 1}^D, p = f[z]: binarized images."""
+    """Pr(x|z) = prod_d p_d^x_d (1 - p_d)^(1 - x_d) on {0, 1}^D, p = f[z]: binarized images; params: [p]."""
 
-    def log_prob(self, x: np.ndarray, mean: np.ndarray) -> np.ndarray:
-        p = np.clip(mean.astype(np.float64), PROB_EPS, 1 - PROB_EPS)
+    def log_prob(self, x: np.ndarray, params: list[np.ndarray]) -> np.ndarray:
+        p = np.clip(params[0].astype(np.float64), PROB_EPS, 1 - PROB_EPS)
         x64 = x.astype(np.float64)
-        axes = tuple(range(p.ndim - 3, p.ndim))
-        return np.sum(x64 * np.log(p) + (1 - x64) * np.log1p(-p), axis=axes)
+        return np.sum(x64 * np.log(p) + (1 - x64) * np.log1p(-p), axis=image_axes(p))
 
-    def sample(self, mean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return (rng.random(mean.shape) < mean).astype(np.float32)
+    def mean(self, params: list[np.ndarray]) -> np.ndarray:
+        return params[0]
+
+    def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        return (rng.random(params[0].shape) < params[0]).astype(np.float32)
 
 
-def likelihood_of(spec: LikelihoodSpec) -> Likelihood:
-    """The manifest's likelihood as an object."""
+@dataclass(frozen=True)
+class PixelGaussianLikelihood:
+    """prod_d Norm[x_d; mean_d, e^logvar_d]: a mean and a variance per pixel; params: [mean, logvar]."""
+
+    def log_prob(self, x: np.ndarray, params: list[np.ndarray]) -> np.ndarray:
+        mean, logvar = (p.astype(np.float64) for p in params)
+        density = -0.5 * (LOG_2PI + logvar + (x.astype(np.float64) - mean) ** 2 * np.exp(-logvar))
+        return np.sum(density, axis=image_axes(mean))
+
+    def mean(self, params: list[np.ndarray]) -> np.ndarray:
+        return params[0]
+
+    def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        mean, logvar = params
+        return (mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)).astype(np.float32)
+
+
+def softplus(a: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, a)
+
+
+def discretized_logistic_log_mass(x: np.ndarray, loc: np.ndarray, log_scale: np.ndarray, levels: int
+                                  ) -> np.ndarray:
+    """log P(k) per element of a logistic(loc, e^log_scale) discretized to x = k / (L - 1) (LikelihoodSpec): with
+    a, b the standardized bin edges, log(sigmoid(b) - sigmoid(a)) = b + log(1 - e^(a - b)) - softplus(a)
+    - softplus(b); bin 0 is log sigmoid(b), bin L - 1 log(1 - sigmoid(a)). As training/likelihoods.py."""
+    half = 0.5 / (levels - 1)
+    inv_scale = np.exp(-log_scale)
+    a, b = (x - loc - half) * inv_scale, (x - loc + half) * inv_scale
+    inner = b + np.log(-np.expm1(a - b)) - softplus(a) - softplus(b)
+    k = np.round(x * (levels - 1))
+    return np.where(k <= 0, -softplus(-b), np.where(k >= levels - 1, -softplus(a), inner))
+
+
+def discretized_logistic_mean(loc: np.ndarray, log_scale: np.ndarray, levels: int) -> np.ndarray:
+    """sum_k k / (L - 1) P(k) = 1 - mean_j sigmoid((e_j - loc) / s) over the inner bin edges
+    e_j = (j - 1/2) / (L - 1) (summation by parts)."""
+    edges = (np.arange(1, levels) - 0.5) / (levels - 1)
+    t = (edges - loc[..., None].astype(np.float64)) * np.exp(-log_scale.astype(np.float64))[..., None]
+    return (1.0 - np.mean(0.5 * (1.0 + np.tanh(0.5 * t)), axis=-1)).astype(np.float32)  # sigmoid, overflow-free
+
+
+def discretized_logistic_sample(loc: np.ndarray, log_scale: np.ndarray, levels: int, u: np.ndarray) -> np.ndarray:
+    """y = loc + s logit(u) rounded to the nearest level and clamped: a draw of the discretized distribution."""
+    u = np.clip(u, 1e-6, 1 - 1e-6)
+    y = loc + np.exp(log_scale) * (np.log(u) - np.log1p(-u))
+    return (np.clip(np.round(y * (levels - 1)), 0, levels - 1) / (levels - 1)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class LogisticLikelihood:
+    """A logistic per pixel discretized to the L levels; params: [loc, log_scale]."""
+
+    levels: int
+
+    def log_prob(self, x: np.ndarray, params: list[np.ndarray]) -> np.ndarray:
+        loc, log_scale = (p.astype(np.float64) for p in params)
+        mass = discretized_logistic_log_mass(x.astype(np.float64), loc, log_scale, self.levels)
+        return np.sum(mass, axis=image_axes(loc))
+
+    def mean(self, params: list[np.ndarray]) -> np.ndarray:
+        return discretized_logistic_mean(params[0], params[1], self.levels)
+
+    def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        loc, log_scale = params
+        return discretized_logistic_sample(loc, log_scale, self.levels, rng.random(loc.shape))
+
+
+@dataclass(frozen=True)
+class LogisticMixtureLikelihood:
+    """A mixture of K discretized logistics per pixel; params: [logits, loc, log_scale], each (..., N, K, C, H, W)."""
+
+    levels: int
+
+    def log_prob(self, x: np.ndarray, params: list[np.ndarray]) -> np.ndarray:
+        logits, loc, log_scale = (p.astype(np.float64) for p in params)
+        log_weights = logits - logsumexp(logits, axis=-4, keepdims=True)  # log softmax over K
+        mass = discretized_logistic_log_mass(x.astype(np.float64)[:, None], loc, log_scale, self.levels)
+        per_pixel = logsumexp(log_weights + mass, axis=-4)  # (..., N, C, H, W)
+        return np.sum(per_pixel, axis=image_axes(per_pixel))
+
+    def mean(self, params: list[np.ndarray]) -> np.ndarray:
+        logits, loc, log_scale = params
+        weights = np.exp(logits - logsumexp(logits.astype(np.float64), axis=-4, keepdims=True))
+        return np.sum(weights * discretized_logistic_mean(loc, log_scale, self.levels), axis=-4).astype(np.float32)
+
+    def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        """A component per pixel by the Gumbel-max trick, then a draw of that logistic."""
+        logits, loc, log_scale = params
+        gumbel = -np.log(-np.log(np.clip(rng.random(logits.shape), 1e-9, 1 - 1e-9)))
+        pick = np.argmax(logits + gumbel, axis=-4)[..., None, :, :, :]  # (..., N, 1, C, H, W)
+        chosen = [np.take_along_axis(p, pick, axis=-4)[..., 0, :, :, :] for p in (loc, log_scale)]
+        return discretized_logistic_sample(chosen[0], chosen[1], self.levels, rng.random(chosen[0].shape))
+
+
+def logsumexp(a: np.ndarray, axis: int = 0, keepdims: bool = False) -> np.ndarray:
+    """log sum exp(a) over `axis`, shifted by the maximum (all -inf gives -inf, not NaN)."""
+    m = np.max(a, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    out = m + np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis)
+
+
+def likelihood_of(spec: LikelihoodSpec, levels: int) -> Likelihood:
+    """The manifest's likelihood as an object; `levels`: the image's L (what a discretized one is over)."""
     if spec.type == "gaussian":
         if spec.sigma is None:
             raise ValueError("a gaussian likelihood needs its sigma in the manifest")
         return GaussianLikelihood(spec.sigma)
+    if spec.type == "pixel-gaussian":
+        return PixelGaussianLikelihood()
+    if spec.type == "logistic":
+        return LogisticLikelihood(levels)
+    if spec.type == "logistic-mixture":
+        return LogisticMixtureLikelihood(levels)
     return BernoulliLikelihood()

@@ -9,9 +9,15 @@ priors, decoder and likelihood (service/model.py), so the estimator has no branc
 
 Every log-weight and the logsumexp are float64; the decoder runs float32 in chunks of `chunk` draws, so
 memory stays bounded for any K. The noise is the contract with training/estimators.py: eps =
-numpy.random.default_rng(seed).standard_normal((K, N, D_1 + ... + D_L)) in K-major order (chunking does not
-change it), its first D_1 columns drive level 1, the next D_2 level 2. For the same images, K and seed both
-packages give the same numbers (tests/service/test_estimator.py).
+numpy.random.default_rng(seed).standard_normal((K, D_1 + ... + D_L)) in K-major order (chunking does not
+change it), the same K rows for every image of the batch; its first D_1 columns drive level 1, the next D_2
+level 2. An image's answer so depends on its pixels, K and the seed only: alone or at any place in any batch
+it is the same. For the same images, K and seed both packages give the same numbers
+(tests/service/test_estimator.py).
+
+How far to trust one estimate: the effective sample size of its weights, and the standard error of log p-hat
+by the delta method, sd(w) / (sqrt(K) mean(w)) = sqrt(1 / ESS - 1 / K), itself an estimate that is too small
+when the weights' tail has not been sampled (a low ESS says so).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
-from service.distributions import DiagonalGaussian, Likelihood
+from service.distributions import DiagonalGaussian, Likelihood, logsumexp
 
 
 class LatentModel(Protocol):
@@ -33,7 +39,7 @@ class LatentModel(Protocol):
 
     def priors(self, z: list[np.ndarray]) -> list[DiagonalGaussian]: ...
 
-    def decode(self, z1: np.ndarray) -> np.ndarray: ...
+    def decode(self, z1: np.ndarray) -> list[np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -43,11 +49,15 @@ class LogLikelihood:
     effective_sample_size: np.ndarray  # (N,) (sum w)^2 / sum w^2: K for perfect weights, 1 for degenerate
     k: int
 
+    @property
+    def stderr(self) -> np.ndarray:
+        """(N,) delta-method standard error of log_likelihood: sqrt(1 / ESS - 1 / K) (0 for equal weights)."""
+        return standard_error(self.effective_sample_size, self.k)
 
-def logsumexp(a: np.ndarray, axis: int = 0) -> np.ndarray:
-    m = np.max(a, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    return np.squeeze(m, axis) + np.log(np.sum(np.exp(a - m), axis=axis))
+
+def standard_error(effective_sample_size: np.ndarray, k: int) -> np.ndarray:
+    """sd(w) / (sqrt(K) mean(w)) of K importance weights from their ESS = K mean(w)^2 / mean(w^2)."""
+    return np.sqrt(np.maximum(1.0 / effective_sample_size - 1.0 / k, 0.0))
 
 
 class Stopped(Exception):
@@ -66,10 +76,12 @@ def log_weights(model: LatentModel, x: np.ndarray, k: int, seed: int | None, chu
         if stop is not None and stop():
             raise Stopped(f"stopped after {start} of {k} draws")
         kc = min(chunk, k - start)
-        eps = np.split(rng.standard_normal((kc, n, sum(dims))), np.cumsum(dims)[:-1], axis=-1)
+        # (kc, 1, sum D): the same draws for every image, so none depends on the others of its batch
+        eps = np.split(rng.standard_normal((kc, 1, sum(dims))), np.cumsum(dims)[:-1], axis=-1)
         z = [level.sample(e) for level, e in zip(q, eps, strict=True)]  # each (kc, N, D_l)
         flat = [zl.reshape(kc * n, -1) for zl in z]
-        log_w = model.likelihood.log_prob(x, model.decode(flat[0]).reshape(kc, n, *x.shape[1:]))
+        params = [p.reshape(kc, n, *p.shape[1:]) for p in model.decode(flat[0])]  # each (kc, N, ...)
+        log_w = model.likelihood.log_prob(x, params)
         for zl, prior, posterior in zip(z, model.priors(flat), q, strict=True):
             log_w = log_w + prior.astype(np.float64).log_prob(zl.reshape(kc * n, -1)).reshape(kc, n)
             log_w = log_w - posterior.log_prob(zl)

@@ -180,6 +180,9 @@ def image_from_array(values: Any, field: str, spec: ImageSpec, resize: bool, max
     if spec.pixel_mode == "binarize":
         arr = (arr >= 0.5).astype(np.float32)
         conversion["pixel_mapping"] = "x = 1 if value >= 0.5 else 0"
+    elif spec.pixel_mode == "discrete":  # the model's probability mass is over its L levels
+        arr = (np.round(arr * (spec.levels - 1)) / (spec.levels - 1)).astype(np.float32)
+        conversion["pixel_mapping"] = f"x = round(value (L - 1)) / (L - 1), L = {spec.levels}"
     else:
         conversion["pixel_mapping"] = "x = value"
     return np.ascontiguousarray(arr, dtype=np.float32), conversion

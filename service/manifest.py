@@ -9,8 +9,8 @@ library, never either wing.
 Graphs (N is dynamic):
   encoder.onnx: x float32 (N, C, H, W), values in [0, 1] -> mu, logvar float32 (N, D)
                 (two-level models also mu2, logvar2 (N, D2) of q(z2|x))
-  decoder.onnx: z float32 (N, D) -> mean float32 (N, C, H, W): the likelihood's mean f[z]
-                (for the Bernoulli likelihood, the pixel probabilities)
+  decoder.onnx: z float32 (N, D) -> the likelihood's parameters (LIKELIHOOD_OUTPUTS): for the chapter's Gaussian
+                mean float32 (N, C, H, W), f[z] (for the Bernoulli likelihood, the pixel probabilities)
   prior.onnx:   two-level models: z2 float32 (N, D2) -> prior_mu, prior_logvar float32 (N, D) of Pr(z1|z2)
 `declared_shapes` derives these shapes from the image and latent sizes; the service refuses a folder whose graphs
 (or graph specs) disagree with them (service/model.py `check_graph`).
@@ -42,7 +42,8 @@ BATCH_AXIS = "N"  # the dynamic batch axis of every graph input and output
 
 BITS_PER_DIM_CONVENTION = (
     "dequantize: bpd = -(log p(x) - D ln L) / (D ln 2) with x = (k + u) / L, u ~ U[0,1) (density on [0,1]^D "
-    "times the bin volume L^-D); binarize: bpd = -log P(x) / (D ln 2); plain: undefined"
+    "times the bin volume L^-D); binarize and discrete: bpd = -log P(x) / (D ln 2) (a probability mass, no "
+    "dequantization term); plain: undefined"
 )
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -51,6 +52,9 @@ LOG_2PI = math.log(2.0 * math.pi)
 ENCODER_INPUT = "x"
 POSTERIOR_OUTPUTS = (("mu", "logvar"), ("mu2", "logvar2"))  # (mean, log-variance) of q(z_l|x), level 1 first
 DECODER_INPUT, DECODER_OUTPUT = "z", "mean"
+# The decoder's outputs, the likelihood's parameters, by likelihood type (LikelihoodSpec).
+LIKELIHOOD_OUTPUTS = {"gaussian": ("mean",), "bernoulli": ("mean",), "pixel-gaussian": ("mean", "logvar"),
+                      "logistic": ("loc", "log_scale"), "logistic-mixture": ("logits", "loc", "log_scale")}
 PRIOR_INPUT, PRIOR_OUTPUTS = "z2", ("prior_mu", "prior_logvar")  # Pr(z1|z2) of two-level models
 
 # How integer pixel levels k (of L levels) become model values x in training (training/data.py `to_unit`).
@@ -58,7 +62,10 @@ PIXEL_MODES = {
     "dequantize": "x = (k + u) / L, u ~ U[0, 1)",
     "plain": "x = k / (L - 1)",
     "binarize": "x ~ Bernoulli(k / (L - 1))",
+    "discrete": "x = k / (L - 1), the likelihood a probability mass over the L levels",
 }
+# The likelihoods whose Pr(x|z) is a probability mass over the L levels x = k / (L - 1) (pixel mode "discrete").
+DISCRETE_LIKELIHOODS = ("logistic", "logistic-mixture")
 
 
 class _Strict(BaseModel):
@@ -71,9 +78,9 @@ class ImageSpec(_Strict):
     width: int = Field(ge=1)
     value_range: tuple[float, float] = (0.0, 1.0)
     # Integer levels k of the source images (256 for 8-bit) and how they became model inputs:
-    # dequantize x = (k + u) / levels; plain x = k / (levels - 1); binarize x ~ Bern(k / (levels - 1)).
+    # dequantize x = (k + u) / levels; plain and discrete x = k / (levels - 1); binarize x ~ Bern(k / (levels - 1)).
     levels: int = Field(ge=2)
-    pixel_mode: Literal["dequantize", "plain", "binarize"]
+    pixel_mode: Literal["dequantize", "plain", "binarize", "discrete"]
 
     @property
     def num_dims(self) -> int:
@@ -85,10 +92,25 @@ class ImageSpec(_Strict):
 
 
 class LikelihoodSpec(_Strict):
-    # gaussian: Pr(x|z) = Norm[x; mean, sigma^2 I] on R^D; bernoulli: prod mean^x (1 - mean)^(1 - x).
-    type: Literal["gaussian", "bernoulli"]
+    """Pr(x|z), given the decoder graph's outputs (LIKELIHOOD_OUTPUTS names them, in order; each (N, C, H, W),
+    the mixture's (N, K, C, H, W)):
+      gaussian          mean                   Norm[x; mean, sigma^2 I], sigma a number of this spec
+      bernoulli         mean                   prod mean^x (1 - mean)^(1 - x) on binary images
+      pixel-gaussian    mean, logvar           prod_d Norm[x_d; mean_d, e^logvar_d]
+      logistic          loc, log_scale         prod_d P(k_d), a logistic(loc, e^log_scale) discretized to the
+                                               L levels x = k / (L - 1), bin k = [x - h, x + h] with
+                                               h = 1 / (2 (L - 1)), bins 0 and L - 1 open-ended
+      logistic-mixture  logits, loc, log_scale  prod_d sum_j softmax(logits)_j P_j(k_d) over K = components"""
+
+    type: Literal["gaussian", "bernoulli", "pixel-gaussian", "logistic", "logistic-mixture"]
     sigma: float | None = Field(default=None, gt=0)
     learned_sigma: bool = False
+    components: int | None = Field(default=None, ge=1)  # logistic-mixture: K
+
+    @property
+    def discrete(self) -> bool:
+        """A probability mass over the image's levels (pixel mode "discrete")."""
+        return self.type in DISCRETE_LIKELIHOODS
 
     @field_validator("sigma")
     @classmethod
@@ -136,8 +158,13 @@ class MetricsSpec(_Strict):
     elbo: float  # mean nats per image
     elbo_per_dim: float
     log_likelihood: float  # mean importance-sampled log Pr(x), nats per image
-    log_likelihood_stderr: float
+    log_likelihood_stderr: float  # standard error of that mean over the images (their spread)
     log_likelihood_k: int
+    # How far each image's estimate has converged (None in folders exported before they were measured): the
+    # mean over the images of the effective sample size of its K weights, and of its own standard error
+    # sqrt(1 / ESS - 1 / K) (the delta method; the sampling error, not the spread between images).
+    mean_effective_sample_size: float | None = None
+    mean_sampling_stderr: float | None = None
     bits_per_dim: float | None
     bits_per_dim_convention: str = BITS_PER_DIM_CONVENTION
     seed: int
@@ -184,6 +211,18 @@ class Manifest(_Strict):
                              f"({self.latent_dim}): the decoder reads level 1")
         return self
 
+    @model_validator(mode="after")
+    def _likelihood_fits_the_pixels(self) -> Manifest:
+        lik = self.likelihood
+        if lik.discrete != (self.image.pixel_mode == "discrete"):
+            raise ValueError(f"likelihood {lik.type!r} and pixel mode {self.image.pixel_mode!r} do not fit: the "
+                             f"likelihoods {list(DISCRETE_LIKELIHOODS)} go with pixel mode 'discrete', and only they")
+        if (lik.type == "logistic-mixture") != (lik.components is not None):
+            raise ValueError("likelihood.components is the number of a logistic-mixture's components, and only its")
+        if lik.type == "gaussian" and lik.sigma is None:
+            raise ValueError("a gaussian likelihood needs its sigma")
+        return self
+
     @property
     def latent_levels(self) -> list[int]:
         """The latent size of every level, level 1 (the decoder's) first."""
@@ -216,8 +255,10 @@ def declared_shapes(manifest: Manifest) -> dict[str, tuple[list[Declared], list[
     image = Declared([BATCH_AXIS, c, h, w], f"image {c}x{h}x{w}")
     levels = [Declared([BATCH_AXIS, d], f"latent size {d} of z{i + 1}")
               for i, d in enumerate(manifest.latent_levels)]
+    outputs = [Declared(shape, f"{manifest.likelihood.type} likelihood's {name}, image {c}x{h}x{w}")
+               for name, shape in likelihood_outputs(manifest.likelihood, manifest.image)]
     shapes = {"encoder": ([image], [level for level in levels for _ in range(2)]),  # (mean, logvar) per level
-              "decoder": ([levels[0]], [image])}
+              "decoder": ([levels[0]], outputs)}
     for lower, upper in itertools.pairwise(levels):  # Pr(z_l | z_{l+1}): one prior graph below the top level
         shapes["prior"] = ([upper], [lower, lower])
     return shapes
@@ -270,13 +311,22 @@ def verify_files(folder: Path, manifest: Manifest) -> None:
             raise ManifestError(f"{folder.name}: {name} sha256 {actual} does not match the manifest's {spec.sha256}")
 
 
+def likelihood_outputs(spec: LikelihoodSpec, image: ImageSpec) -> list[tuple[str, list[str | int]]]:
+    """The decoder graph's outputs for `spec`: (name, shape) in order, "N" the batch axis (LikelihoodSpec)."""
+    pixels: list[str | int] = [BATCH_AXIS, *image.shape]
+    if spec.type == "logistic-mixture":
+        per_component: list[str | int] = [BATCH_AXIS, spec.components or 1, *image.shape]
+        return [(name, per_component) for name in LIKELIHOOD_OUTPUTS[spec.type]]
+    return [(name, pixels) for name in LIKELIHOOD_OUTPUTS[spec.type]]
+
+
 def bits_per_dim(log_px: Any, num_dims: int, pixel_mode: str, levels: int) -> Any:
     """BITS_PER_DIM_CONVENTION for log-likelihoods in nats (a float or an array); None where undefined.
     Dequantized L-level images: the density on [0, 1]^D times the bin volume L^-D is a lower bound on the
     probability of the integer image (Theis et al. 2016); binary images: an exact probability."""
     if pixel_mode == "dequantize":
         return -(log_px - num_dims * math.log(levels)) / (num_dims * math.log(2))
-    if pixel_mode == "binarize":
+    if pixel_mode in ("binarize", "discrete"):
         return -log_px / (num_dims * math.log(2))
     return None
 
@@ -292,4 +342,7 @@ def served_pixel_values(pixel_mode: str, levels: int) -> tuple[np.ndarray, str]:
         return ((k_l + 0.5) / levels).astype(np.float32), f"x = (k + 0.5) / {levels}"
     if pixel_mode == "binarize":
         return (k / 255.0 >= 0.5).astype(np.float32), "x = 1 if k / 255 >= 0.5 else 0"
+    if pixel_mode == "discrete":  # on the model's own levels, which its probability mass is over
+        return (np.round(k * (levels - 1) / 255.0) / (levels - 1)).astype(np.float32), \
+            f"x = round(k (L - 1) / 255) / (L - 1), L = {levels}"
     return (k / 255.0).astype(np.float32), "x = k / 255"

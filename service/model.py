@@ -6,8 +6,8 @@ folder's prior graph. The estimator and the use cases see only:
 
     posterior(x)  -> [q(z_l|x) for each level]                    (the encoder graph)
     priors(z)     -> [Pr(z_l | z_{l+1}) for each level; Norm[0, I] at the top]   (the prior graphs)
-    decode(z1)    -> f[z1], the likelihood's mean                 (the decoder graph)
-    likelihood    -> Pr(x|z): log_prob(x, mean), sample(mean, rng)
+    decode(z1)    -> the likelihood's parameters at z1              (the decoder graph's outputs)
+    likelihood    -> Pr(x|z): log_prob(x, params), mean(params), sample(params, rng)
 
 so nothing downstream branches on the model's kind. These three block (the estimator runs them in a worker
 thread); requests await the graphs themselves (`await model.encoder(x)`), which batches them.
@@ -80,9 +80,9 @@ class ServedModel:
                                                                                     strict=True)]
         return conditional + [DiagonalGaussian.standard(z[-1].shape)]
 
-    def decode(self, z1: np.ndarray) -> np.ndarray:
-        """f[z1] for z1 (M, D): the likelihood's mean (M, C, H, W)."""
-        return self.decoder.run(z1)[0]
+    def decode(self, z1: np.ndarray) -> list[np.ndarray]:
+        """The likelihood's parameters at z1 (M, D): the decoder graph's outputs, each (M, ...)."""
+        return self.decoder.run(z1)
 
     async def sample_latents(self, n: int, rng: np.random.Generator, temperature: float) -> np.ndarray:
         """(n, D) draws of the decoder's level by ancestral sampling from the prior, each level's noise scaled
@@ -133,7 +133,8 @@ def load_model(folder: Path, options: LoadOptions) -> ServedModel:
               for role, spec in manifest.graphs.items()}
     return ServedModel(
         name=manifest.name, folder=folder, manifest=manifest, encoder=graphs["encoder"], decoder=graphs["decoder"],
-        prior_graphs=[graphs["prior"]] if "prior" in graphs else [], likelihood=likelihood_of(manifest.likelihood),
+        prior_graphs=[graphs["prior"]] if "prior" in graphs else [],
+        likelihood=likelihood_of(manifest.likelihood, manifest.image.levels),
         attributes=load_attributes(folder, manifest))
 
 

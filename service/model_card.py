@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from service.manifest import likelihood_outputs
 from service.metrics import Metrics
 from service.model import ServedModel
 from service.offload import Workers
@@ -24,9 +25,10 @@ def exercise(model: ServedModel) -> None:
     priors = [p.mean.shape[1] for p in model.priors(z)]
     if priors != dims:
         raise ValueError(f"{model.name}: the priors gave latent sizes {priors}, the manifest says {dims}")
-    mean = model.decode(z[0])
-    if mean.shape != x.shape:
-        raise ValueError(f"{model.name}: the decoder gave {mean.shape}, the manifest says {x.shape}")
+    outputs = [list(p.shape) for p in model.decode(z[0])]
+    declared = [[1, *shape[1:]] for _, shape in likelihood_outputs(model.manifest.likelihood, image)]
+    if outputs != declared:
+        raise ValueError(f"{model.name}: the decoder gave {outputs}, the manifest's likelihood says {declared}")
 
 
 def model_card(model: ServedModel) -> str:

@@ -206,7 +206,11 @@ class LogLikelihoodResult(BaseModel):
     elbo: float = Field(description="mean log importance weight over the k draws: the ELBO, nats")
     bits_per_dim: float | None = Field(description="from log_likelihood, the manifest's convention")
     k: int
+    log_likelihood_stderr: float = Field(description="delta-method standard error of log_likelihood, "
+                                         "sqrt(1 / ESS - 1 / k), nats; an underestimate when the ESS is low")
     effective_sample_size: float = Field(description="(sum w)^2 / sum w^2 of the k importance weights")
+    warning: str | None = Field(None, description="set when the effective sample size is below VAE_LOGLIK_MIN_ESS: "
+                                "the estimate has not converged (raise k)")
     conversion: dict[str, Any]
 
 

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     max_encode_samples: int = Field(64, ge=0, description="z draws per image on /encode")
     max_k: int = Field(5000, ge=1, description="importance samples per image on /loglik")
     default_k: int = Field(1000, ge=1, description="k of /loglik when the request gives none")
+    loglik_min_ess: float = Field(10.0, ge=0, description="a /loglik result whose importance weights have a "
+                                  "smaller effective sample size carries a warning (its estimate has not converged)")
     max_latent_abs: float = Field(100.0, gt=0, description="largest |z| value accepted by /decode")
     max_temperature: float = Field(10.0, gt=0, description="largest prior temperature of /sample")
     max_strength: float = Field(10.0, gt=0, description="largest |strength| of /resynthesize")

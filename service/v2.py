@@ -3,8 +3,9 @@
 For each VAE model M it serves three protocol models, named M.<role>:
   M.encoder  x FP32 [-1, C, H, W], values in the model's range -> mu, logvar FP32 [-1, D]
              (two-level models also mu2, logvar2 [-1, D2]: the manifest's encoder outputs)
-  M.decoder  z FP32 [-1, D] -> mean FP32 [-1, C, H, W]
-  M.loglik   x FP32 [-1, C, H, W] -> log_likelihood, elbo, effective_sample_size FP64 [-1];
+  M.decoder  z FP32 [-1, D] -> the decoder graph's outputs, the likelihood's parameters: mean FP32 [-1, C, H, W]
+             for the chapter's Gaussian (LikelihoodSpec lists the others)
+  M.loglik   x FP32 [-1, C, H, W] -> log_likelihood, elbo, effective_sample_size, log_likelihood_stderr FP64 [-1];
              request parameters k and seed (validated by the same model as /loglik's query), the seed used
              returned in the response's parameters
 Each runs the same use case, and so the same dynamic batcher, as /encode, /decode and /loglik: for the same
@@ -42,6 +43,7 @@ from service.errors import (
     Unavailable,
     UnsupportedMedia,
 )
+from service.manifest import likelihood_outputs
 from service.model import ServedModel
 from service.options import LogLikelihoodOptions
 from service.v2_tensors import HEADER_LENGTH, InferRequest, InferResponse, OutputTensor, read_request, write_response
@@ -120,7 +122,9 @@ async def decode(core: Core, model: ServedModel, inputs: dict[str, np.ndarray], 
         raise InvalidInput(field, f"has shape {list(z.shape)}, the model takes [N, {model.latent_dim}]",
                            [-1, model.latent_dim])
     z = core.latents(model, z, field)
-    return {model.decoder.outputs[0]: (await core.decode(model, z)).images}, {}
+    params = (await core.decode(model, z)).parameters  # the decoder graph's outputs: the likelihood's parameters
+    assert params is not None  # decode always gives them
+    return dict(zip(model.decoder.outputs, params, strict=True)), {}
 
 
 async def loglik(core: Core, model: ServedModel, inputs: dict[str, np.ndarray], parameters: dict[str, Any],
@@ -134,18 +138,22 @@ async def loglik(core: Core, model: ServedModel, inputs: dict[str, np.ndarray], 
     x = core.image_tensor(model, inputs[model.encoder.input], model.encoder.input)
     scores = await core.log_likelihood(model, x, o.k, o.seed)
     e = scores.estimate
-    return ({"log_likelihood": e.log_likelihood, "elbo": e.elbo, "effective_sample_size": e.effective_sample_size},
+    return ({"log_likelihood": e.log_likelihood, "elbo": e.elbo, "effective_sample_size": e.effective_sample_size,
+             "log_likelihood_stderr": e.stderr},
             {"k": e.k, "seed": scores.seed})
 
+
+LOGLIK_OUTPUTS = ("log_likelihood", "elbo", "effective_sample_size", "log_likelihood_stderr")
 
 ROLES = {
     "encoder": Role(images_tensor, lambda m: [TensorMetadata(name=name, datatype="FP32", shape=list(shape))
                                               for name, shape in latent_shapes(m)], encode),
     "decoder": Role(lambda m: [TensorMetadata(name=m.decoder.input, datatype="FP32", shape=[-1, m.latent_dim])],
-                    lambda m: [TensorMetadata(name=m.decoder.outputs[0], datatype="FP32",
-                                              shape=[-1, *m.manifest.image.shape])], decode),
+                    lambda m: [TensorMetadata(name=name, datatype="FP32", shape=[-1, *shape[1:]])
+                               for name, shape in likelihood_outputs(m.manifest.likelihood, m.manifest.image)],
+                    decode),
     "loglik": Role(images_tensor, lambda m: [TensorMetadata(name=name, datatype="FP64", shape=[-1]) for name in
-                                             ("log_likelihood", "elbo", "effective_sample_size")], loglik),
+                                             LOGLIK_OUTPUTS], loglik),
 }
 
 

@@ -66,14 +66,24 @@ def encoding(call: Call[Any], images: Images, result: Encoding) -> Response:
 
 
 def scores(call: Call[Any], images: Images, result: Scores) -> Response:
-    e, bpd = result.estimate, result.bits_per_dim
+    e, bpd, floor = result.estimate, result.bits_per_dim, call.core.settings.loglik_min_ess
+    stderr = e.stderr
     return json_response(LogLikelihoodResponse(
         model=call.model.name, k=e.k, seed=result.seed, bits_per_dim_convention=BITS_PER_DIM_CONVENTION, results=[
             LogLikelihoodResult(index=i, log_likelihood=float(e.log_likelihood[i]), elbo=float(e.elbo[i]),
                                 bits_per_dim=None if bpd is None else float(bpd[i]), k=e.k,
+                                log_likelihood_stderr=float(stderr[i]),
                                 effective_sample_size=float(e.effective_sample_size[i]),
+                                warning=low_ess_warning(float(e.effective_sample_size[i]), floor),
                                 conversion=images.conversions[i]) for i in range(len(images.x))]),
         answer_headers(call, result.seed))
+
+
+def low_ess_warning(ess: float, floor: float) -> str | None:
+    if ess >= floor:
+        return None
+    return (f"effective sample size {ess:.3g} is below {floor:g}: the estimate has not converged and its "
+            "standard error is too small; raise k")
 
 
 async def images(call: Call[R], result: Generated, inputs: Images | None = None, ncols: int | None = None

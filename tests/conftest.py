@@ -25,6 +25,26 @@ def trained_digits(tmp_path_factory) -> Path:
     return train(digits_config(tmp_path_factory.mktemp("digits_run"), epochs=4))
 
 
+NEW_LIKELIHOODS = ("pixel-gaussian", "logistic", "logistic-mixture")
+
+
+@pytest.fixture(scope="session")
+def likelihood_models(tmp_path_factory):
+    """{likelihood: checkpoint} of a short digits run with each likelihood beside the chapter's (a mixture of 3),
+    and a folder of their exported models, each named after its likelihood."""
+    from training.checkpoint import load_checkpoint
+    from training.export import export_model
+    from training.trainer import train
+
+    root, checkpoints = tmp_path_factory.mktemp("likelihood_models"), {}
+    for name in NEW_LIKELIHOODS:
+        cfg = digits_config(tmp_path_factory.mktemp(f"{name}_run"), epochs=3)
+        cfg.model.likelihood, cfg.model.mixture_components = name, 3
+        checkpoints[name] = train(cfg)
+        export_model(load_checkpoint(checkpoints[name]), root, name)
+    return checkpoints, root
+
+
 @pytest.fixture(scope="session")
 def two_level_digits(tmp_path_factory) -> Path:
     """Checkpoint of a short run of the two-level (hierarchical-prior) model on the digits."""

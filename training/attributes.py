@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from training.data import ImageData, to_unit
-from training.models import VAE
+from training.latent import LatentModel
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Attributes:
 
 
 @torch.no_grad()
-def class_means(model: VAE, data: ImageData, mode: str, batch_size: int = 2000, seed: int = 0) -> Attributes:
+def class_means(model: LatentModel, data: ImageData, mode: str, batch_size: int = 2000, seed: int = 0) -> Attributes:
     """Mean of mu(x) per label over `data` (labels -1, unlabelled, are left out)."""
     labelled = data.labels >= 0
     if not bool(labelled.any()):
@@ -37,7 +37,7 @@ def class_means(model: VAE, data: ImageData, mode: str, batch_size: int = 2000, 
     for start in range(0, len(data), batch_size):
         labels = data.labels[start : start + batch_size]
         x = to_unit(data.images[start : start + batch_size], data.levels, mode, gen)
-        mu = model.encode(x).mu.double()  # (B, D)
+        mu = model.encode(x)[0].mu.double()  # (B, D1): the level the decoder reads
         keep = labels >= 0
         sums.index_add_(0, labels[keep], mu[keep])
         counts += torch.bincount(labels[keep], minlength=len(data.class_names))

@@ -11,7 +11,8 @@ import torch
 
 from training.config import RunConfig
 from training.data import ImageData
-from training.models import VAE, build_model
+from training.latent import LatentModel
+from training.models import build_model
 
 
 @dataclass
@@ -48,8 +49,8 @@ class Checkpoint:
     def run_config(self) -> RunConfig:
         return RunConfig.from_dict(self.config)
 
-    def build_model(self) -> VAE:
-        model = build_model(self.run_config.model, self.data.shape)
+    def build_model(self) -> LatentModel:
+        model = build_model(self.run_config.model, self.data.shape, self.data.levels)
         model.load_state_dict(self.model_state)
         return model.eval()
 

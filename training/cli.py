@@ -1,9 +1,12 @@
-"""Command line: `python -m training {train,evaluate,export,pipeline} ...` (also the `vae-train` script).
+"""Command line: `python -m training COMMAND ...` (also the `vae-train` script); `--help` on each command lists
+its flags with their defaults.
 
     python -m training train --config configs/fashion-mnist.toml
     python -m training evaluate --checkpoint runs/fashion-mnist/checkpoint.pt --k 5000
     python -m training export --checkpoint runs/fashion-mnist/checkpoint.pt --name fashion-mnist
     python -m training pipeline --config configs/fashion-mnist.toml --name fashion-mnist --k 5000
+    python -m training disentangle --out docs/disentanglement --epochs 20
+    python -m training figures --out docs/figures
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from training.config import RunConfig
+
 # Flags that set one config key each: flag -> (section.key, type, help).
 CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
     "--dataset": ("data.dataset", str, "fashion-mnist | digits | folder | shapes"),
-    "--data-path": ("data.path", str, "dataset folder (IDX files, or images for 'folder')"),
+    "--data-path": ("data.path", str, "dataset folder (IDX files, or images for 'folder'); unset: "
+                    "Fashion-MNIST's system folder"),
     "--limit-train": ("data.limit_train", int, "use only the first N training images (0 = all)"),
     "--limit-test": ("data.limit_test", int, "use only the first N test images (0 = all)"),
-    "--arch": ("model.arch", str, "mlp | conv"),
+    "--arch": ("model.arch", str, "mlp | conv | resnet"),
     "--latent-dim": ("model.latent_dim", int, "latent size D"),
-    "--likelihood": ("model.likelihood", str, "gaussian | bernoulli"),
+    "--likelihood": ("model.likelihood", str, "gaussian | bernoulli | pixel-gaussian | logistic | logistic-mixture"),
     "--sigma": ("model.sigma", float, "Gaussian likelihood sigma (initial value if learned)"),
     "--epochs": ("train.epochs", int, "number of epochs"),
     "--batch-size": ("train.batch_size", int, "minibatch size"),
@@ -34,13 +40,38 @@ CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
     "--out": ("train.out_dir", str, "run folder: checkpoint, metrics, loss curve"),
 }
 
+# Commands whose modules parse their own flags: the main parser lists them, `main` hands them the rest.
+FORWARDED: dict[str, str] = {
+    "disentangle": "VAE vs beta-VAE vs beta-TCVAE on the generated shapes: MIG table, traversals",
+    "figures": "the chapter's figures (mixture of Gaussians, ELBO gap, generation) as PNG",
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions as written (the examples keep their lines), each flag's default after its help."""
+
+
+def config_default(key: str) -> object:
+    """The built-in value of a config key ("train.epochs"): what a run gets when neither --config nor a flag
+    sets it."""
+    section, name = key.split(".")
+    return getattr(getattr(RunConfig(), section), name)
+
+
+def config_flag_help(key: str, text: str) -> str:
+    """A config flag's help: None (not given) leaves the key to --config, else to the built-in value."""
+    builtin = config_default(key)
+    fallback = "" if builtin is None else f", else {builtin}"
+    return f"{text} (default: %(default)s = {key} from --config{fallback})"
+
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="TOML config file with [data], [model], [train] sections")
+    p.add_argument("--config", type=Path, help="TOML config file with [data], [model], [train] sections "
+                   "(default: %(default)s = the built-in values of training/config.py)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config key, e.g. --set model.hidden=[1024,512] (repeatable)")
     for flag, (key, typ, text) in CONFIG_FLAGS.items():
-        p.add_argument(flag, type=typ, help=f"{text} [{key}]")
+        p.add_argument(flag, type=typ, help=config_flag_help(key, text))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -53,53 +84,64 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name", required=True, help="model name: the folder models/<name>/ and ?model=<name>")
+    # A required flag has no default to show: SUPPRESS keeps "(default: None)" off its help line.
+    p.add_argument("--name", required=True, default=argparse.SUPPRESS,
+                   help="model name: the folder models/<name>/ and ?model=<name>")
     p.add_argument("--models-dir", type=Path, default=Path("models"), help="where model folders go")
-    p.add_argument("--description", default="", help="one line for the manifest")
+    p.add_argument("--description", default="", help="one line for the manifest (default: %(default)r)")
     p.add_argument("--no-attributes", action="store_true",
                    help="skip the resynthesis directions (class-mean latents of the labelled training split)")
     p.add_argument("--direction", action="append", default=[], metavar="NAME=FROM:TO",
                    help="a named resynthesis direction, e.g. --direction tops-to-dresses=t-shirt/top:dress")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, required=True, default=argparse.SUPPRESS,
+                   help="a training run's checkpoint.pt")
 
-    p = sub.add_parser("train", help="train a VAE; checkpoint, metrics and loss curve go to the run folder")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__, formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND",
+                                help="each command's flags: python -m training COMMAND --help")
+
+    def command(name: str, text: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter, **kwargs)
+
+    p = command("train", "train a VAE; checkpoint, metrics and loss curve go to the run folder")
     _add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
     p.add_argument("--stop-after", type=int, metavar="EPOCH",
-                   help="stop once this many epochs are done (the schedule still spans --epochs); go on with --resume")
+                   help="stop once this many epochs are done (the schedule still spans --epochs); go on with "
+                   "--resume (default: %(default)s = run every epoch)")
 
-    p = sub.add_parser("evaluate", help="test ELBO, importance-sampled log-likelihood, bits/dim, PNG grids")
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--data-path", help="dataset folder, if not where training found it")
-    p.add_argument("--eval-dir", type=Path, help="where eval.json and the grids go (default: the checkpoint's folder)")
-    p.add_argument("--no-progress", action="store_true")
+    p = command("evaluate", "test ELBO, importance-sampled log-likelihood, bits/dim, PNG grids")
+    _add_checkpoint_arg(p)
+    p.add_argument("--data-path", help="dataset folder (default: %(default)s = where training found it)")
+    p.add_argument("--eval-dir", type=Path,
+                   help="where eval.json and the grids go (default: %(default)s = the checkpoint's folder)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_eval_args(p)
 
-    p = sub.add_parser("export", help="write models/<name>/ (ONNX graphs + manifest), checked against PyTorch")
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--eval", type=Path, help="eval.json to put in the manifest (default: beside the checkpoint)")
+    p = command("export", "write models/<name>/ (ONNX graphs + manifest), checked against PyTorch")
+    _add_checkpoint_arg(p)
+    p.add_argument("--eval", type=Path, help="eval.json to put in the manifest (default: %(default)s = "
+                   "eval.json beside the checkpoint, if there is one; without it the manifest has no metrics)")
     _add_export_args(p)
 
-    for name, text in (("disentangle", "VAE vs beta-VAE vs beta-TCVAE on the generated shapes: MIG table, traversals"),
-                       ("figures", "the chapter's figures (mixture of Gaussians, ELBO gap, generation) as PNG")):
-        p = sub.add_parser(name, help=text, add_help=False)
+    for name, text in FORWARDED.items():
+        # Never parsed here (`main` hands these to their modules first); add_help=False leaves -h to them.
+        p = command(name, text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER, help=f"see python -m training {name} --help")
 
-    p = sub.add_parser("pipeline", help="train, evaluate and export in one command")
+    p = command("pipeline", "train, evaluate and export in one command")
     _add_config_args(p)
     _add_eval_args(p)
     _add_export_args(p)
     return parser
 
 
-def _run_config(args: argparse.Namespace):
-    from training.config import RunConfig
-
+def _run_config(args: argparse.Namespace) -> RunConfig:
     overrides = list(args.set)
     for flag, (key, _, _) in CONFIG_FLAGS.items():
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
@@ -169,12 +211,21 @@ def cmd_export(args: argparse.Namespace, checkpoint: Path, eval_path: Path | Non
     return folder
 
 
+def _forward(command: str, argv: list[str]) -> int:
+    """Run a command that parses its own flags (FORWARDED); only its module is imported (it needs torch)."""
+    if command == "disentangle":
+        from training import disentangle
+
+        return disentangle.main(argv)
+    from training import figures
+
+    return figures.main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("disentangle", "figures"):  # commands with parsers of their own
-        from training import disentangle, figures
-
-        return {"disentangle": disentangle.main, "figures": figures.main}[argv[0]](argv[1:])
+    if argv and argv[0] in FORWARDED:  # commands with parsers of their own
+        return _forward(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 DatasetName = Literal["fashion-mnist", "digits", "folder", "shapes"]
-Arch = Literal["mlp", "conv"]
-LikelihoodName = Literal["gaussian", "bernoulli"]
+# gaussian: the chapter's spherical Norm[f[z], sigma^2 I]; bernoulli: binarized images; pixel-gaussian: a mean and
+# a log-variance per pixel; logistic / logistic-mixture: discretized logistic(s) over the image's L levels.
+LikelihoodName = Literal["gaussian", "bernoulli", "pixel-gaussian", "logistic", "logistic-mixture"]
+Arch = Literal["mlp", "conv", "resnet"]
 
 
 @dataclass
@@ -51,8 +53,10 @@ class ModelConfig:
     latent_dim: int = 32
     # MLP hidden widths, encoder order (the decoder mirrors them). () gives a linear encoder/decoder.
     hidden: tuple[int, ...] = (512, 256)
-    # Conv channels per stride-2 stage; H and W must be divisible by 2 ** len(channels).
+    # Conv channels per stride-2 stage; H and W must be divisible by 2 ** len(channels). "resnet" adds
+    # res_blocks residual blocks (3x3 conv, SiLU, 3x3 conv, plus the input) after each stage.
     conv_channels: tuple[int, ...] = (32, 64)
+    res_blocks: int = 2
     likelihood: LikelihoodName = "gaussian"
     # Gaussian likelihood Norm[f[z], sigma^2 I]: sigma is the initial value when learned.
     sigma: float = 0.1
@@ -62,6 +66,14 @@ class ModelConfig:
     mean_activation: Literal["sigmoid", "identity"] = "sigmoid"
     # Lower bound on a learned sigma: keeps the density finite on near-constant pixels.
     sigma_min: float = 1e-3
+    # pixel-gaussian: the per-pixel log-variance is floored softly at this value (sigma >= e^(floor / 2)), so the
+    # density of a constant background pixel stays finite.
+    pixel_logvar_min: float = -9.0
+    # logistic(s): the per-pixel log-scale is floored at this value (in units of [0, 1]); a bin of 256 levels is
+    # 1/255 wide, e^-8 about a tenth of it.
+    log_scale_min: float = -8.0
+    # logistic-mixture: logistics per pixel.
+    mixture_components: int = 5
     # "two-level": z2 -> z1 -> x with a learned conditional prior Pr(z1|z2) (training/hierarchical.py);
     # latent_dim is z1's size (what the decoder reads), latent_dim2 z2's, prior_hidden the prior net's widths.
     hierarchy: Literal["flat", "two-level"] = "flat"

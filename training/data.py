@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import gzip
 import struct
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from service.manifest import DISCRETE_LIKELIHOODS
 from training.config import DataConfig
+from training.image_data import ImageData
+from training.shapes import shapes_split
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
@@ -36,37 +38,6 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are missing; the message says where we looked and how to get them."""
 
 
-@dataclass
-class ImageData:
-    images: torch.Tensor  # (N, C, H, W) uint8 pixel levels
-    labels: torch.Tensor  # (N,) int64, -1 where unlabelled
-    levels: int  # number of pixel levels: 256 for 8-bit images, 17 for the digits, 2 for binary shapes
-    class_names: tuple[str, ...]
-    name: str
-    # The generating factors of each image, (N, K) int64 value indices, where the data has them (shapes);
-    # disentanglement metrics compare them with the codes. Subsets must index them with the images.
-    factors: torch.Tensor | None = None
-    factor_names: tuple[str, ...] = ()
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        c, h, w = self.images.shape[1:]
-        return int(c), int(h), int(w)
-
-    def head(self, n: int) -> ImageData:
-        if n <= 0 or n >= len(self):
-            return self
-        return self._subset(slice(0, n))
-
-    def _subset(self, idx: slice | torch.Tensor) -> ImageData:
-        """The images picked by `idx`, with their labels and factors."""
-        factors = None if self.factors is None else self.factors[idx]
-        return replace(self, images=self.images[idx], labels=self.labels[idx], factors=factors)
-
-
 def to_unit(
     k: torch.Tensor, levels: int, mode: str, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -77,7 +48,7 @@ def to_unit(
     if mode == "dequantize":
         return k.add_(torch.rand(k.shape, generator=generator)).div_(levels)  # (k + u) / levels, in place
     plain = k / (levels - 1)
-    if mode == "plain":
+    if mode in ("plain", "discrete"):
         return plain
     if mode == "binarize":
         return torch.bernoulli(plain, generator=generator)
@@ -85,9 +56,12 @@ def to_unit(
 
 
 def pixel_mode(cfg: DataConfig, likelihood: str) -> str:
-    """The Bernoulli model sees binary images; the Gaussian one dequantized or plain values."""
+    """The Bernoulli model sees binary images; the discretized ones the levels themselves, x = k / (L - 1); the
+    Gaussian ones dequantized (or plain) values."""
     if likelihood == "bernoulli":
         return "binarize"
+    if likelihood in DISCRETE_LIKELIHOODS:
+        return "discrete"
     return "dequantize" if cfg.dequantize else "plain"
 
 
@@ -104,8 +78,6 @@ def load_dataset(cfg: DataConfig, split: str) -> ImageData:
             raise ValueError("data.path must name the image folder when data.dataset = 'folder'")
         data = load_image_folder(Path(cfg.path), cfg.channels, cfg.height, cfg.width, cfg.test_fraction, split)
     elif cfg.dataset == "shapes":
-        from training.shapes import shapes_split  # imported here: shapes.py imports ImageData from this module
-
         data = shapes_split(split, cfg.shapes_train, cfg.shapes_test, cfg.shapes_seed, cfg.shapes_size)
     else:
         raise ValueError(f"unknown dataset {cfg.dataset!r}")
@@ -169,7 +141,7 @@ def _holdout(data: ImageData, test_fraction: float, split: str) -> ImageData:
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
     n_test = int(round(len(data) * test_fraction))
     idx = order[:n_test] if split == "test" else order[n_test:]
-    return data._subset(idx)
+    return data.subset(idx)
 
 
 def load_image_folder(
@@ -199,8 +171,8 @@ def _read_folder(root: Path, channels: int, height: int, width: int) -> ImageDat
     class_names = tuple(sorted({p.parent.name for p in files if p.parent != root}))
     arrays, labels = [], []
     for path in files:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+        with Image.open(path) as file:
+            img = file.convert("L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8).reshape(height, width, channels)
         arrays.append(arr.transpose(2, 0, 1))
         labels.append(class_names.index(path.parent.name) if path.parent != root else -1)

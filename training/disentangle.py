@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -22,8 +23,8 @@ from training.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from training.data import ImageData, load_dataset, to_unit
 from training.distributions import kl_to_standard_normal
 from training.evaluate import evaluate_elbo
+from training.latent import LatentModel
 from training.mig import mutual_information_gap
-from training.models import VAE
 from training.plots import save_grid
 from training.tcvae import kl_decomposition
 from training.trainer import train
@@ -32,7 +33,7 @@ from training.trainer import train
 @dataclass
 class Variant:
     name: str
-    objective: str  # elbo | tcvae
+    objective: Literal["elbo", "tcvae"]
     beta: float = 1.0  # KL weight (beta-VAE)
     tc_beta: float = 6.0  # total-correlation weight (beta-TCVAE)
 
@@ -69,9 +70,11 @@ def run_config(variant: Variant, runs: Path, epochs: int, seed: int, warmup_step
 
 
 @torch.no_grad()
-def assess(variant: Variant, model: VAE, test: ImageData, seed: int) -> Result:
+def assess(variant: Variant, model: LatentModel, test: ImageData, seed: int) -> Result:
     x = to_unit(test.images, test.levels, "binarize", torch.Generator().manual_seed(seed))  # binary: exact
-    q = model.encode(x)
+    (q,) = model.encode(x)  # the flat model of the study: one level
+    if test.factors is None:
+        raise ValueError(f"{test.name} has no generating factors: the study needs the shapes data")
     mig = mutual_information_gap(q.mu.numpy(), test.factors.numpy())
     parts = evaluate_elbo(model, test, "binarize", seed=seed)
     z = q.rsample(torch.Generator().manual_seed(seed))
@@ -83,17 +86,17 @@ def assess(variant: Variant, model: VAE, test: ImageData, seed: int) -> Result:
 
 
 @torch.no_grad()
-def traversal(model: VAE, test: ImageData, path: Path, steps: int = 9, span: float = 3.0) -> Path:
+def traversal(model: LatentModel, test: ImageData, path: Path, steps: int = 9, span: float = 3.0) -> Path:
     x = to_unit(test.images[:1], test.levels, "binarize", torch.Generator().manual_seed(0))
-    q = model.encode(x)
-    all_q = model.encode(to_unit(test.images, test.levels, "binarize", torch.Generator().manual_seed(0)))
+    (q,) = model.encode(x)
+    (all_q,) = model.encode(to_unit(test.images, test.levels, "binarize", torch.Generator().manual_seed(0)))
     order = torch.argsort(kl_to_standard_normal(all_q.mu, all_q.logvar).mean(0), descending=True)
     values = torch.linspace(-span, span, steps)
     rows = []
     for d in order.tolist():
         z = q.mu.repeat(steps, 1)  # (steps, D)
         z[:, d] = values
-        rows.append(model.decode(z))
+        rows.append(model.decode(z).mean())
     return save_grid(torch.cat(rows), path, ncols=steps)
 
 
@@ -133,11 +136,14 @@ def run(out: Path, epochs: int = 20, seed: int = 0, variants: tuple[Variant, ...
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from training.cli import HelpFormatter
+
     parser = argparse.ArgumentParser(prog="python -m training disentangle", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("docs/disentanglement"))
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("docs/disentanglement"),
+                        help="where the runs, results.md, results.json and the traversals go")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs of each of the three models")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the runs and of the assessment")
     args = parser.parse_args(argv)
     results = run(args.out, args.epochs, args.seed)
     print((args.out / "results.md").read_text())

@@ -35,9 +35,31 @@ def bernoulli_log_prob_logits(x: torch.Tensor, logits: torch.Tensor) -> torch.Te
     return x * logits - torch.nn.functional.softplus(logits)
 
 
+def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor
+                ) -> torch.Tensor:
+    """KL[Norm(mu_q, diag e^logvar_q) || Norm(mu_p, diag e^logvar_p)] per element, in closed form:
+    0.5 (logvar_p - logvar_q + (e^logvar_q + (mu_q - mu_p)^2) / e^logvar_p - 1)."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) * torch.exp(-logvar_p) - 1)
+
+
+@dataclass(frozen=True)
+class StandardNormal:
+    """The prior Pr(z) = Norm[0, I] of a model's top latent level, over `dim` dimensions."""
+
+    dim: int
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log Norm[z; 0, I] summed over D; z is (..., N, D), result (..., N)."""
+        return standard_normal_log_density(z).sum(-1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn((n, self.dim), generator=generator)  # (n, D)
+
+
 @dataclass
 class DiagonalGaussian:
-    """The encoder's q(z|x) = Norm[mu, diag(exp(logvar))]; tensors are (N, D)."""
+    """Norm[mu, diag(exp(logvar))] with one row per image: the encoder's q(z|x), or a learned conditional
+    prior Pr(z1|z2). Tensors are (N, D), or (..., N, D) for several draws per image."""
 
     mu: torch.Tensor
     logvar: torch.Tensor
@@ -61,9 +83,11 @@ class DiagonalGaussian:
         """log q(z|x) summed over D; z is (..., N, D), result (..., N)."""
         return gaussian_log_density(z, self.mu, self.logvar).sum(-1)
 
-    def kl(self) -> torch.Tensor:
-        """KL[q || Norm(0, I)] per row, (N,)."""
-        return kl_to_standard_normal(self.mu, self.logvar).sum(-1)
+    def kl(self, prior: DiagonalGaussian | StandardNormal | None = None) -> torch.Tensor:
+        """KL[self || prior] summed over D, in closed form: (N,). prior None or StandardNormal: Norm(0, I)."""
+        if prior is None or isinstance(prior, StandardNormal):
+            return kl_to_standard_normal(self.mu, self.logvar).sum(-1)
+        return gaussian_kl(self.mu, self.logvar, prior.mu, prior.logvar).sum(-1)
 
     def to(self, dtype: torch.dtype) -> DiagonalGaussian:
         return DiagonalGaussian(self.mu.to(dtype), self.logvar.to(dtype))

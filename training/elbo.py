@@ -11,9 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from training.distributions import DiagonalGaussian
-from training.hierarchical import TwoLevelVAE
-from training.models import VAE
+from training.latent import LatentModel
 
 
 @dataclass
@@ -21,7 +19,7 @@ class ElboParts:
     """Per-image values in nats, each (N,); `num_dims` = C*H*W turns them into per-dimension values."""
 
     reconstruction: torch.Tensor  # one-sample estimate of E_q[log Pr(x|z)]
-    kl: torch.Tensor  # KL[q(z|x) || Norm(0, I)], closed form
+    kl: torch.Tensor  # KL[q(z|x) || Pr(z)], closed form (summed over the levels)
     elbo: torch.Tensor  # reconstruction - kl
     objective: torch.Tensor  # reconstruction - beta * kl
     num_dims: int
@@ -41,36 +39,13 @@ class ElboParts:
         }
 
 
-def elbo_from_parts(log_px_given_z: torch.Tensor, q: DiagonalGaussian, beta: float = 1.0) -> ElboParts:
-    """Pure: the ELBO's pieces from log Pr(x|z) (N,) at one z ~ q and q's parameters (N, D)."""
-    kl = q.kl()
-    return ElboParts(
-        reconstruction=log_px_given_z,
-        kl=kl,
-        elbo=log_px_given_z - kl,
-        objective=log_px_given_z - beta * kl,
-        num_dims=0,
-    )
-
-
-def elbo(
-    model: VAE | TwoLevelVAE, x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None
-) -> ElboParts:
-    """One-sample ELBO of images x (N, C, H, W) under `model` (flat or two-level)."""
-    if isinstance(model, TwoLevelVAE):
-        return elbo_two_level(model, x, beta, generator)
+def elbo(model: LatentModel, x: torch.Tensor, beta: float = 1.0, generator: torch.Generator | None = None
+         ) -> ElboParts:
+    """One-sample ELBO of images x (N, C, H, W): one reparameterized draw per latent level (z1 first), the
+    reconstruction term log Pr(x|z1) at it, and each level's KL in closed form given the draws above it."""
     q = model.encode(x)
-    z = q.rsample(generator)  # (N, D)
-    parts = elbo_from_parts(model.likelihood.log_prob(x, model.decode_logits(z)), q, beta)
-    parts.num_dims = x[0].numel()
-    return parts
-
-
-def elbo_two_level(model: TwoLevelVAE, x: torch.Tensor, beta: float = 1.0,
-                   generator: torch.Generator | None = None) -> ElboParts:
-    """ELBO of the two-level model (training/hierarchical.py): one draw of (z1, z2), KLs in closed form."""
-    q1, q2 = model.encode_levels(x)
-    z1, z2 = q1.rsample(generator), q2.rsample(generator)
-    rec = model.likelihood.log_prob(x, model.decode_logits(z1))
-    kl = model.kl_terms(q1, q2, z2)
-    return ElboParts(reconstruction=rec, kl=kl, elbo=rec - kl, objective=rec - beta * kl, num_dims=x[0].numel())
+    z = [q_l.rsample(generator) for q_l in q]  # (N, D_l) each
+    reconstruction = model.decode(z[0]).log_prob(x)
+    kl = model.kl(q, z)
+    return ElboParts(reconstruction=reconstruction, kl=kl, elbo=reconstruction - kl,
+                     objective=reconstruction - beta * kl, num_dims=x[0].numel())

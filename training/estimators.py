@@ -7,9 +7,12 @@ expectation is a lower bound that tightens with K. Every log-weight and the logs
 float64; the K decoder passes run in chunks so memory stays bounded for any K.
 
 The noise is part of the contract with the service: eps = numpy.random.default_rng(seed)
-.standard_normal((K, N, D)) in float64, drawn in K-major order (chunking does not change it), and
-z_k = mu + exp(logvar / 2) * eps_k. The service's numpy estimator draws the same numbers, so for the same
-images, K and seed the two agree to float rounding.
+.standard_normal((K, D1 + D2 + ...)) in float64, drawn in K-major order (chunking does not change it), the
+same K rows for every image, and z_k = mu + exp(logvar / 2) * eps_k level by level. An image's estimate so
+depends on its pixels, K and the seed only, never on the other images of its batch. The service's numpy
+estimator draws the same numbers, so for the same images, K and seed the two agree to float rounding.
+
+The standard error of one estimate, sqrt(1 / ESS - 1 / K), is the delta method's sd(w) / (sqrt(K) mean(w)).
 
 Bits per dimension of these estimates: `service.manifest.bits_per_dim`, the convention both wings share.
 """
@@ -22,9 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from training.distributions import standard_normal_log_density
-from training.hierarchical import TwoLevelVAE
-from training.models import VAE
+from training.latent import LatentModel, sum_levels
 
 
 @dataclass
@@ -39,45 +40,36 @@ class LogLikelihood:
         lw = self.log_weights
         return torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0))
 
+    @property
+    def stderr(self) -> torch.Tensor:
+        """(N,) standard error of each log_likelihood: sd(w) / (sqrt(K) mean(w)) = sqrt(1 / ESS - 1 / K)."""
+        return (1.0 / self.effective_sample_size - 1.0 / self.k).clamp(min=0.0).sqrt()
+
 
 @torch.no_grad()
-def log_weights(model: VAE | TwoLevelVAE, x: torch.Tensor, k: int, chunk: int = 256,
+def log_weights(model: LatentModel, x: torch.Tensor, k: int, chunk: int = 256,
                 rng: np.random.Generator | None = None) -> torch.Tensor:
-    """log Pr(x|z_k) + log Pr(z_k) - log q(z_k|x) for K draws per image: (K, N) float64."""
+    """log Pr(x|z1_k) + log Pr(z_k) - log q(z_k|x) for K draws of every level per image: (K, N) float64.
+    One eps row (D1 + D2 + ...) per draw, shared by the N images; its first D1 columns drive z1, the next D2
+    z2, ..."""
     rng = rng if rng is not None else np.random.default_rng()
-    if isinstance(model, TwoLevelVAE):
-        return _two_level_log_weights(model, x, k, chunk, rng)
-    q64 = model.encode(x).to(torch.float64)
+    q = [q_l.to(torch.float64) for q_l in model.encode(x)]
+    dims = list(model.latent_dims)
+    dtype = x.dtype  # the networks run in the model's dtype, the log-densities in float64
     x64 = x.to(torch.float64)
     rows = []
     for start in range(0, k, chunk):
         kc = min(chunk, k - start)
-        eps = torch.from_numpy(rng.standard_normal((kc, *q64.mu.shape)))  # (kc, N, D) float64
-        z = q64.mu + q64.std * eps
-        h = model.decode_logits(z.flatten(0, 1).to(x.dtype))  # (kc*N, C, H, W), the model's dtype
-        x_rep = x64.expand(kc, *x64.shape).flatten(0, 1)
-        log_px_z = model.likelihood.log_prob(x_rep, h).view(kc, -1)  # float64
-        rows.append(log_px_z + standard_normal_log_density(z).sum(-1) - q64.log_prob(z))
+        eps = torch.from_numpy(rng.standard_normal((kc, 1, sum(dims))))  # (kc, 1, sum D) float64, every image's
+        z = [q_l.mu + q_l.std * e for q_l, e in zip(q, eps.split(dims, dim=-1), strict=True)]  # (kc, N, D_l)
+        h = model.decode(z[0].flatten(0, 1).to(dtype))  # over kc*N rows
+        log_px_z = h.log_prob(x64.expand(kc, *x64.shape).flatten(0, 1)).view(kc, -1)  # float64
+        log_q = sum_levels([q_l.log_prob(z_l) for q_l, z_l in zip(q, z, strict=True)])
+        rows.append(log_px_z + model.log_prior(z) - log_q)
     return torch.cat(rows, 0)
 
 
-def _two_level_log_weights(model: TwoLevelVAE, x: torch.Tensor, k: int, chunk: int,
-                           rng: np.random.Generator) -> torch.Tensor:
-    """The same for z = (z1, z2): eps (K, N, D1 + D2), its first D1 columns drive z1, the rest z2;
-    log w = log Pr(x|z1) + log Pr(z1|z2) + log Pr(z2) - log q(z1|x) - log q(z2|x)."""
-    q1, q2 = (q.to(torch.float64) for q in model.encode_levels(x))
-    d1 = model.latent_dim
-    x64 = x.to(torch.float64)
-    rows = []
-    for start in range(0, k, chunk):
-        kc = min(chunk, k - start)
-        eps = torch.from_numpy(rng.standard_normal((kc, x.shape[0], d1 + model.latent_dim2)))
-        z1, z2 = q1.mu + q1.std * eps[..., :d1], q2.mu + q2.std * eps[..., d1:]
-        rows.append(model.log_joint_minus_q(x64, q1, q2, z1, z2))
-    return torch.cat(rows, 0)
-
-
-def log_likelihood(model: VAE | TwoLevelVAE, x: torch.Tensor, k: int, chunk: int = 256,
+def log_likelihood(model: LatentModel, x: torch.Tensor, k: int, chunk: int = 256,
                    rng: np.random.Generator | None = None) -> LogLikelihood:
     """Importance-sampled log Pr(x) for images x (N, C, H, W), K samples each, in float64."""
     if k < 1:

@@ -20,7 +20,7 @@ from service.manifest import bits_per_dim
 from training.data import ImageData, to_unit
 from training.elbo import elbo
 from training.estimators import log_likelihood
-from training.models import VAE
+from training.latent import LatentModel
 from training.plots import save_grid
 
 
@@ -39,10 +39,13 @@ class EvalReport:
     pixel_mode: str
     seed: int
     seconds: float
+    # the mean over images of each estimate's own standard error, sqrt(1 / ESS - 1 / K); None in an eval.json
+    # written before it was reported
+    mean_sampling_stderr: float | None = None
 
 
 @torch.no_grad()
-def evaluate_elbo(model: VAE, data: ImageData, mode: str, batch_size: int = 1000, seed: int = 0) -> dict:
+def evaluate_elbo(model: LatentModel, data: ImageData, mode: str, batch_size: int = 1000, seed: int = 0) -> dict:
     """Mean ELBO and its parts with fixed noise (seed), so epochs compare like for like."""
     was_training = model.training
     model.eval()
@@ -57,7 +60,7 @@ def evaluate_elbo(model: VAE, data: ImageData, mode: str, batch_size: int = 1000
 
 
 @torch.no_grad()
-def evaluate(model: VAE, data: ImageData, mode: str, k: int, seed: int = 0, batch_size: int = 100,
+def evaluate(model: LatentModel, data: ImageData, mode: str, k: int, seed: int = 0, batch_size: int = 100,
              chunk: int = 250, progress: bool = True) -> EvalReport:
     """Test ELBO and log-likelihood of every image in `data` (its pixels drawn with `seed`)."""
     model.eval()
@@ -66,13 +69,14 @@ def evaluate(model: VAE, data: ImageData, mode: str, k: int, seed: int = 0, batc
     rng = np.random.default_rng(seed)  # the importance samples (see training.estimators)
     num_dims = math.prod(data.shape)
     elbo_sum = 0.0
-    lls, ess = [], []
+    lls, ess, stderr = [], [], []
     for start in tqdm(range(0, len(data), batch_size), desc=f"log-likelihood K={k}", disable=not progress):
         x = to_unit(data.images[start : start + batch_size], data.levels, mode, gen)
         elbo_sum += float(elbo(model, x, generator=gen).elbo.double().sum())
         result = log_likelihood(model, x, k, chunk, rng)
         lls.append(result.log_likelihood)
         ess.append(result.effective_sample_size)
+        stderr.append(result.stderr)
     ll = torch.cat(lls)
     mean_ll, mean_elbo = float(ll.mean()), elbo_sum / len(data)
     return EvalReport(
@@ -80,19 +84,21 @@ def evaluate(model: VAE, data: ImageData, mode: str, k: int, seed: int = 0, batc
         log_likelihood=mean_ll, log_likelihood_stderr=float(ll.std() / math.sqrt(len(ll))) if len(ll) > 1 else 0.0,
         k=k, bits_per_dim=bits_per_dim(mean_ll, num_dims, mode, data.levels),
         elbo_bits_per_dim=bits_per_dim(mean_elbo, num_dims, mode, data.levels),
-        mean_effective_sample_size=float(torch.cat(ess).mean()), pixel_mode=mode, seed=seed,
+        mean_effective_sample_size=float(torch.cat(ess).mean()), mean_sampling_stderr=float(torch.cat(stderr).mean()),
+        pixel_mode=mode, seed=seed,
         seconds=time.perf_counter() - started,
     )
 
 
 @torch.no_grad()
-def save_pictures(model: VAE, data: ImageData, mode: str, out_dir: Path, seed: int = 0, n: int = 64) -> list[Path]:
+def save_pictures(model: LatentModel, data: ImageData, mode: str, out_dir: Path, seed: int = 0, n: int = 64
+                  ) -> list[Path]:
     """reconstructions.png (odd columns originals, even ones their decoded posterior means),
     samples.png (means f[z], z ~ prior) and samples_noise.png (x = f[z] + sigma * eps)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
     x = to_unit(data.images[: n // 2], data.levels, mode, gen)
-    recon = model.decode(model.encode(x).mu)
+    recon = model.reconstruct(x)
     pairs = torch.stack([x, recon], 1).flatten(0, 1)  # (n, C, H, W): original, reconstruction, ...
     paths = [save_grid(pairs, out_dir / "reconstructions.png", ncols=8)]
     paths.append(save_grid(model.sample(n, torch.Generator().manual_seed(seed)), out_dir / "samples.png", ncols=8))

@@ -26,9 +26,9 @@ from service.manifest import (
     ATTRIBUTES_FILE,
     DECODER_FILE,
     DECODER_INPUT,
-    DECODER_OUTPUT,
     ENCODER_FILE,
     ENCODER_INPUT,
+    LIKELIHOOD_OUTPUTS,
     MANIFEST_FILE,
     POSTERIOR_OUTPUTS,
     PRIOR_FILE,
@@ -44,12 +44,14 @@ from service.manifest import (
     MetricsSpec,
     TrainingSpec,
     file_spec,
+    likelihood_outputs,
 )
 from training.attributes import Attributes
 from training.checkpoint import Checkpoint
+from training.config import ModelConfig
+from training.distributions import DiagonalGaussian
 from training.evaluate import EvalReport
-from training.hierarchical import TwoLevelVAE
-from training.models import VAE
+from training.latent import LatentModel
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -60,41 +62,40 @@ class ExportParityError(RuntimeError):
 
 
 class EncoderGraph(nn.Module):
-    """x (N, C, H, W) in [0, 1] -> mu (N, D), logvar (N, D) (clamped as in training)."""
+    """x (N, C, H, W) in [0, 1] -> mu, logvar (N, D1) of q(z1|x), then mu2, logvar2 (N, D2) of q(z2|x) for a
+    two-level model (log-variances clamped as in training)."""
 
-    def __init__(self, model: VAE):
+    def __init__(self, model: LatentModel):
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if isinstance(self.model, TwoLevelVAE):  # + mu2, logvar2 (N, D2) of q(z2|x)
-            q1, q2 = self.model.encode_levels(x)
-            return q1.mu, q1.logvar, q2.mu, q2.logvar
-        q = self.model.encode(x)
-        return q.mu, q.logvar
+        return tuple(t for q in self.model.encode(x) for t in (q.mu, q.logvar))
 
 
 class PriorGraph(nn.Module):
     """Two-level models: z2 (N, D2) -> prior_mu, prior_logvar (N, D1) of Pr(z1|z2)."""
 
-    def __init__(self, model: TwoLevelVAE):
+    def __init__(self, model: LatentModel):
         super().__init__()
         self.model = model
 
     def forward(self, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        p = self.model.prior(z2)
+        p = self.model.prior(0, z2)
+        assert isinstance(p, DiagonalGaussian)  # a level below the top: conditional
         return p.mu, p.logvar
 
 
 class DecoderGraph(nn.Module):
-    """z (N, D) -> mean (N, C, H, W): the likelihood's mean f[z] (Bernoulli: the probabilities)."""
+    """z (N, D1) -> the likelihood's parameters (service.manifest.LIKELIHOOD_OUTPUTS): for the chapter's Gaussian
+    its mean f[z] (N, C, H, W) (Bernoulli: the probabilities)."""
 
-    def __init__(self, model: VAE):
+    def __init__(self, model: LatentModel):
         super().__init__()
         self.model = model
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(z)
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.model.decode(z).graph_outputs().values())
 
 
 def export_graph(module: nn.Module, example: torch.Tensor, path: Path, input_name: str,
@@ -134,7 +135,13 @@ def add_metadata(path: Path, items: dict[str, str]) -> None:
     onnx.save(graph, str(path))
 
 
-def build_manifest(ckpt: Checkpoint, model: VAE, name: str, files: dict[str, FileSpec],
+def likelihood_spec(cfg: ModelConfig, model: LatentModel) -> LikelihoodSpec:
+    return LikelihoodSpec(type=cfg.likelihood, sigma=model.likelihood.sigma,
+                          learned_sigma=cfg.likelihood == "gaussian" and cfg.learn_sigma,
+                          components=cfg.mixture_components if cfg.likelihood == "logistic-mixture" else None)
+
+
+def build_manifest(ckpt: Checkpoint, model: LatentModel, name: str, files: dict[str, FileSpec],
                    report: EvalReport | None, description: str = "",
                    attributes: AttributesSpec | None = None) -> Manifest:
     cfg, info = ckpt.run_config, ckpt.data
@@ -143,8 +150,8 @@ def build_manifest(ckpt: Checkpoint, model: VAE, name: str, files: dict[str, Fil
     (mu, logvar), (mu2, logvar2) = POSTERIOR_OUTPUTS
     prior_mu, prior_logvar = PRIOR_OUTPUTS
     hierarchy, level2 = None, {}
-    if isinstance(model, TwoLevelVAE):
-        d2 = model.latent_dim2
+    if len(model.latent_dims) == 2:
+        d2 = model.latent_dims[1]
         level2 = {mu2: ["N", d2], logvar2: ["N", d2]}
         hierarchy = HierarchySpec(latent_dims=[d, d2], prior=GraphSpec(
             file=PRIOR_FILE, inputs={PRIOR_INPUT: ["N", d2]}, outputs={prior_mu: ["N", d], prior_logvar: ["N", d]},
@@ -155,19 +162,22 @@ def build_manifest(ckpt: Checkpoint, model: VAE, name: str, files: dict[str, Fil
             num_images=report.num_images, elbo=report.elbo, elbo_per_dim=report.elbo_per_dim,
             log_likelihood=report.log_likelihood, log_likelihood_stderr=report.log_likelihood_stderr,
             log_likelihood_k=report.k, bits_per_dim=report.bits_per_dim, seed=report.seed,
+            mean_effective_sample_size=report.mean_effective_sample_size,
+            mean_sampling_stderr=report.mean_sampling_stderr,
         )
+    image = ImageSpec(channels=c, height=h, width=w, levels=info.levels, pixel_mode=info.pixel_mode)
+    likelihood = likelihood_spec(cfg.model, model)
     return Manifest(
         name=name,
         description=description,
         created=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-        image=ImageSpec(channels=c, height=h, width=w, levels=info.levels, pixel_mode=info.pixel_mode),
+        image=image,
         latent_dim=d,
-        likelihood=LikelihoodSpec(type=cfg.model.likelihood, sigma=model.likelihood.sigma,
-                                  learned_sigma=cfg.model.likelihood == "gaussian" and cfg.model.learn_sigma),
+        likelihood=likelihood,
         encoder=GraphSpec(file=ENCODER_FILE, inputs={ENCODER_INPUT: ["N", c, h, w]},
                           outputs={mu: ["N", d], logvar: ["N", d], **level2}, opset=OPSET),
         decoder=GraphSpec(file=DECODER_FILE, inputs={DECODER_INPUT: ["N", d]},
-                          outputs={DECODER_OUTPUT: ["N", c, h, w]}, opset=OPSET),
+                          outputs=dict(likelihood_outputs(likelihood, image)), opset=OPSET),
         training=TrainingSpec(
             dataset=info.dataset, num_train=info.num_train, num_test=info.num_test,
             class_names=list(info.class_names), seed=cfg.train.seed, epochs=ckpt.epoch, steps=ckpt.step,
@@ -203,14 +213,19 @@ def export_model(ckpt: Checkpoint, out_root: Path, name: str, report: EvalReport
     out_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_root))
     try:
-        two_level = isinstance(model, TwoLevelVAE)
-        levels = POSTERIOR_OUTPUTS if two_level else POSTERIOR_OUTPUTS[:1]  # in EncoderGraph's output order
+        two_level = len(model.latent_dims) == 2  # the manifest's format knows one or two levels
+        levels = POSTERIOR_OUTPUTS[:len(model.latent_dims)]  # in EncoderGraph's output order
         posterior = [output for level in levels for output in level]
         graphs = [(EncoderGraph(model), x, ENCODER_FILE, ENCODER_INPUT, posterior),
-                  (DecoderGraph(model), z, DECODER_FILE, DECODER_INPUT, [DECODER_OUTPUT])]
+                  (DecoderGraph(model), z, DECODER_FILE, DECODER_INPUT,
+                   list(LIKELIHOOD_OUTPUTS[ckpt.run_config.model.likelihood]))]
         if two_level:
-            z2 = torch.randn((7, model.latent_dim2), generator=gen)
+            z2 = torch.randn((7, model.latent_dims[1]), generator=gen)
             graphs.append((PriorGraph(model), z2, PRIOR_FILE, PRIOR_INPUT, list(PRIOR_OUTPUTS)))
+        names = list(model.decode(z).graph_outputs())
+        if names != list(LIKELIHOOD_OUTPUTS[ckpt.run_config.model.likelihood]):  # the manifest's names, in order
+            raise ExportParityError(f"the decoder gives {names}, the manifest's likelihood names "
+                                    f"{list(LIKELIHOOD_OUTPUTS[ckpt.run_config.model.likelihood])}")
         for module, example, file, input_name, outputs in graphs:
             module.eval()
             export_graph(module, example, staging / file, input_name, outputs)

@@ -267,13 +267,14 @@ def importance_sampled_estimates(model: LinearGaussian, x: np.ndarray, ks, repea
     from training.estimators import log_likelihood
 
     vae = linear_gaussian_vae(model, mean_shift, logvar_shift)
-    reps = torch.from_numpy(x).view(1, 1, 2, 2).expand(repeats, 1, 2, 2)  # one estimate per row
+    image = torch.from_numpy(x).view(1, 1, 2, 2)
     out = np.empty((repeats, len(ks)))
     for j, k in enumerate(ks):
-        # chunk: about 200k decoder rows per pass, whatever the number of repeats
-        est = log_likelihood(vae, reps, int(k), chunk=max(1, 200_000 // repeats),
-                             rng=np.random.default_rng([seed, int(k)]))
-        out[:, j] = est.log_likelihood.numpy()
+        # An image's draws depend on the seed only (training/estimators.py), so the repeats are successive
+        # estimates from one stream rather than copies of the image in one batch.
+        rng = np.random.default_rng([seed, int(k)])
+        for r in range(repeats):
+            out[r, j] = float(log_likelihood(vae, image, int(k), chunk=int(k), rng=rng).log_likelihood[0])
     return out
 
 
@@ -424,10 +425,13 @@ def figure_generation(path: Path, model_dir: Path = DEFAULT_MODEL, n: int = 64,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.figures", description=__doc__.split("\n\n")[0])
+    from training.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m training figures", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("docs/figures"), help="output folder (created)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder for generation.png")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of every draw (the figures are reproducible)")
     parser.add_argument("--repeats", type=int, default=200, help="importance-sampling repeats per K")
     parser.add_argument("--k-max", type=int, default=5000, help="largest K of the importance-sampling panel")
     args = parser.parse_args(argv)

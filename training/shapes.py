@@ -29,7 +29,7 @@ import math
 import numpy as np
 import torch
 
-from training.data import ImageData
+from training.image_data import ImageData
 
 FACTOR_NAMES = ("shape", "scale", "rotation", "pos_x", "pos_y")
 FACTOR_SIZES = (3, 6, 16, 16, 16)  # number of values of each factor, in FACTOR_NAMES order

@@ -151,6 +151,8 @@ def test_loglik_agrees_with_the_training_evaluator(client, trained_digits):
     np.testing.assert_allclose(got, expected.log_likelihood.numpy(), atol=2e-3)
     np.testing.assert_allclose([r["effective_sample_size"] for r in served["results"]],
                                expected.effective_sample_size.numpy(), rtol=1e-3)
+    np.testing.assert_allclose([r["log_likelihood_stderr"] for r in served["results"]],
+                               expected.stderr.numpy(), rtol=1e-3, atol=1e-6)
     elbo = expected.log_weights.mean(0).numpy()
     np.testing.assert_allclose([r["elbo"] for r in served["results"]], elbo, atol=2e-3)
     bpd = -(got - 64 * np.log(17)) / (64 * np.log(2))
@@ -165,6 +167,12 @@ def test_loglik_defaults_and_reproducibility(client):
     assert a["k"] == 100 and a["results"] == b["results"]  # default k from the settings
     r = a["results"][0]
     assert r["log_likelihood"] >= r["elbo"] and 1 <= r["effective_sample_size"] <= 100
+    ess = r["effective_sample_size"]
+    assert r["log_likelihood_stderr"] == pytest.approx(np.sqrt(1 / ess - 1 / 100), rel=1e-9)
+    # the warning follows VAE_LOGLIK_MIN_ESS (10)
+    assert (r["warning"] is None) == (ess >= 10), r
+    if r["warning"] is not None:
+        assert "effective sample size" in r["warning"] and "raise k" in r["warning"]
     body = client.post("/loglik", json={"images": [base64.b64encode(EXAMPLE_PNG).decode()], "k": 50,
                                         "seed": 3}).json()
     assert body["k"] == 50 and body["seed"] == 3
@@ -197,3 +205,11 @@ def test_openapi_lists_every_query_option_with_the_live_limits(client):
     assert set(encode) == {"model", "resize", "seed", "samples"} and maximum(encode["samples"]) == 64
     assert set(params("/decode", "post")) == {"model", "seed", "noise", "format", "include_arrays"}
     assert all(p["in"] == "query" and p["description"] for p in loglik.values())
+
+
+def test_low_ess_warning_names_the_value_and_the_floor():
+    from service.vae_responses import low_ess_warning
+
+    assert low_ess_warning(10.0, 10.0) is None and low_ess_warning(400.0, 10.0) is None
+    warning = low_ess_warning(2.5, 10.0)
+    assert warning is not None and "2.5" in warning and "below 10" in warning

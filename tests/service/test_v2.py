@@ -110,7 +110,8 @@ def test_model_metadata(client, model, image, dims):
     assert metadata("decoder") == {"inputs": tensors(("z", "FP32", [-1, dims[0]])),
                                    "outputs": tensors(("mean", "FP32", [-1, *image]))}
     assert metadata("loglik") == {"inputs": tensors(("x", "FP32", [-1, *image])), "outputs": tensors(
-        ("log_likelihood", "FP64", [-1]), ("elbo", "FP64", [-1]), ("effective_sample_size", "FP64", [-1]))}
+        ("log_likelihood", "FP64", [-1]), ("elbo", "FP64", [-1]), ("effective_sample_size", "FP64", [-1]),
+            ("log_likelihood_stderr", "FP64", [-1]))}
     with pytest.raises(InferenceServerException) as exc:
         client.get_model_metadata(f"{model}.nope")
     assert exc.value.status() == "404" and "unknown model" in exc.value.message()

@@ -42,7 +42,7 @@ def test_gaussian_likelihood_is_spherical_normal_density():
     rng = np.random.default_rng(2)
     h = rng.normal(size=(3, 1, 2, 2))
     x = rng.uniform(size=(3, 1, 2, 2))
-    got = lik.log_prob(torch.from_numpy(x), torch.from_numpy(h)).numpy()
+    got = lik(torch.from_numpy(h)).log_prob(torch.from_numpy(x)).numpy()
     mean = 1 / (1 + np.exp(-h))
     for n in range(3):
         ref = stats.multivariate_normal(mean[n].ravel(), 0.09 * np.eye(4)).logpdf(x[n].ravel())
@@ -68,7 +68,7 @@ def test_bernoulli_log_prob_matches_scipy_and_is_stable():
     extreme = bernoulli_log_prob_logits(torch.tensor([1.0, 0.0]), torch.tensor([-200.0, 200.0]))
     np.testing.assert_allclose(extreme.numpy(), [-200.0, -200.0])  # finite where sigmoid underflows
     lik = BernoulliLikelihood()
-    per_image = lik.log_prob(torch.from_numpy(x).view(4, 1, 5, 5), torch.from_numpy(logits).view(4, 1, 5, 5))
+    per_image = lik(torch.from_numpy(logits).view(4, 1, 5, 5)).log_prob(torch.from_numpy(x).view(4, 1, 5, 5))
     np.testing.assert_allclose(per_image.numpy(), got.reshape(4, 25).sum(1), rtol=1e-12)
 
 

@@ -28,6 +28,7 @@ def test_log_likelihood_lies_above_the_elbo_and_is_reproducible(trained_digits):
     assert a.log_likelihood > a.elbo  # IWAE bound with K=200 is tighter than the ELBO on average
     assert a.log_likelihood - a.elbo < 0.5 * abs(a.elbo)
     assert 1 <= a.mean_effective_sample_size <= 200
+    assert 0 < a.mean_sampling_stderr < 1  # sqrt(1 / ESS - 1 / K) per image, at most 1 nat
     assert a.bits_per_dim == pytest.approx(-(a.log_likelihood - 64 * math.log(17)) / (64 * math.log(2)))
     assert a.elbo_bits_per_dim > a.bits_per_dim
 

@@ -40,8 +40,8 @@ def test_exported_graphs_match_pytorch_for_any_batch_size(exported):
         x = to_unit(data.images[:n], data.levels, "dequantize", torch.Generator().manual_seed(n))
         mu, logvar = encoder.run(None, {"x": x.numpy()})
         with torch.no_grad():
-            q = model.encode(x)
-            mean = model.decode(q.mu)
+            q = model.encode(x)[0]
+            mean = model.decode(q.mu).mean()
         assert mu.shape == (n, 4) and logvar.shape == (n, 4)
         np.testing.assert_allclose(mu, q.mu.numpy(), atol=1e-5)
         np.testing.assert_allclose(logvar, q.logvar.numpy(), atol=1e-5)
@@ -64,6 +64,8 @@ def test_manifest_round_trips_and_describes_the_model(exported):
     assert manifest.training.config["model"]["latent_dim"] == 4
     assert manifest.metrics.log_likelihood == pytest.approx(report.log_likelihood)
     assert manifest.metrics.log_likelihood_k == 50
+    assert manifest.metrics.mean_effective_sample_size == pytest.approx(report.mean_effective_sample_size)
+    assert manifest.metrics.mean_sampling_stderr == pytest.approx(report.mean_sampling_stderr)
     bpd = -(report.log_likelihood - 64 * math.log(17)) / (64 * math.log(2))
     assert manifest.metrics.bits_per_dim == pytest.approx(bpd)
     assert set(manifest.files) == {"encoder.onnx", "decoder.onnx", "loss_curve.png"}
@@ -120,7 +122,7 @@ def test_attribute_directions_are_class_means_and_ship_with_the_model(trained_di
     attrs = class_means(model, data, "plain")
     x = to_unit(data.images[data.labels == 3], data.levels, "plain")
     with torch.no_grad():
-        expected = model.encode(x).mu.mean(0)
+        expected = model.encode(x)[0].mu.mean(0)
     torch.testing.assert_close(attrs.means[attrs.names.index("3")], expected, atol=1e-5, rtol=0)
     assert attrs.counts[attrs.names.index("3")] == int((data.labels == 3).sum())
     folder = export.export_model(ckpt, tmp_path, "with-attrs", attributes=attrs, directions={"up": ("1", "7")})

@@ -10,7 +10,7 @@ from tests.conftest import digits_config
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.models import VAE
-from training.trainer import kl_weight, learning_rate, train, train_step
+from training.trainer import clipped_step, kl_weight, learning_rate, run_epoch, set_up, train, train_step
 
 
 def test_short_digits_run_raises_the_elbo(tmp_path):
@@ -110,25 +110,29 @@ def test_conv_bernoulli_run_with_csv_metrics_exports_with_parity(tmp_path):
 
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("scale", [0.01, 30.0])  # gradients under and over the limit
-def test_clipped_step_is_clip_grad_norm_then_step(fused, scale):
-    """The trainer's clipping (inside fused Adam's step, or a multiplication otherwise) against torch's
-    clip_grad_norm_ followed by step(), over three steps from the same start."""
-    from training.trainer import clipped_step
-
+def test_clipped_step_is_clipping_by_hand_then_step(fused, scale):
+    """The trainer's clipping against the definition done by hand: every gradient scaled by
+    min(1, max_norm / (norm + 1e-6)), the norm over all gradients as one vector; then Adam's step, over three
+    steps from the same start."""
     torch.manual_seed(0)
     start = [torch.randn(50, 40), torch.randn(40)]
     grads = [torch.randn(50, 40) * scale, torch.randn(40) * scale]
+    max_norm = 10.0
 
     def run(ours: bool) -> list[torch.Tensor]:
         params = [p.clone().requires_grad_(True) for p in start]
         optimizer = torch.optim.Adam(params, lr=1e-2, fused=fused)
         for step in range(3):
-            for p, g in zip(params, grads, strict=True):
-                p.grad = g * (1 + step)
+            step_grads = [g * (1 + step) for g in grads]
             if ours:
-                assert clipped_step(optimizer, 10.0)
+                for p, g in zip(params, step_grads, strict=True):
+                    p.grad = g
+                assert clipped_step(optimizer, max_norm)
             else:
-                torch.nn.utils.clip_grad_norm_(params, 10.0)
+                norm = torch.cat([g.flatten() for g in step_grads]).norm()
+                coef = min(1.0, max_norm / (float(norm) + 1e-6))
+                for p, g in zip(params, step_grads, strict=True):
+                    p.grad = g * coef
                 optimizer.step()
         return [p.detach() for p in params]
 
@@ -136,3 +140,30 @@ def test_clipped_step_is_clip_grad_norm_then_step(fused, scale):
         torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
     moved = [p - s for p, s in zip(run(True), start, strict=True)]
     assert all(m.abs().max() > 1e-3 for m in moved)  # the steps did move the parameters
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_non_finite_gradient_skips_the_step(bad):
+    """A finite loss whose gradient is not: no step (parameters and Adam's state untouched), no gradient left."""
+    cfg = digits_config("unused")
+    model = VAE(cfg.model, (1, 8, 8))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, fused=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    first = next(model.parameters())
+    hook = first.register_hook(lambda g: g * bad)
+    assert train_step(model, optimizer, torch.rand(4, 1, 8, 8), beta=1.0, grad_clip=10.0) is None
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not optimizer.state  # Adam took no step: no moments, no step count
+    assert all(p.grad is None for p in model.parameters())
+    hook.remove()
+    assert train_step(model, optimizer, torch.rand(4, 1, 8, 8), beta=1.0, grad_clip=10.0) is not None
+    assert not torch.equal(before["encoder.net.0.weight"], model.state_dict()["encoder.net.0.weight"])
+
+
+def test_an_epoch_is_one_step_per_batch(tmp_path):
+    """set_up, then run_epoch: every batch a step, every image counted once, the schedule spanning all epochs."""
+    run = set_up(digits_config(tmp_path, epochs=3))
+    sums = run_epoch(run, 0)
+    assert run.state.step == run.steps_per_epoch == 12 and run.total_steps == 36
+    assert sums.images == len(run.train_data) == 600 and run.state.skipped_steps == 0
+    assert sums.seconds > 0 and all(math.isfinite(v) for v in sums.totals.values())

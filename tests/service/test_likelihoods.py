@@ -1,0 +1,127 @@
+"""The likelihoods beside the chapter's, served without torch: one tiny digits model per likelihood trained in
+the session, exported, and loaded by the service. The service's numpy distributions against training's torch
+ones on the same parameters, and every route that reads the likelihood against training on the same model."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.distributions import likelihood_of
+from service.manifest import LIKELIHOOD_OUTPUTS, LikelihoodSpec
+from tests.conftest import NEW_LIKELIHOODS as NEW
+from tests.service.conftest import make_settings, wait_ready
+
+DIGIT_LEVELS = 17
+
+
+@pytest.fixture(scope="session")
+def likelihood_client(likelihood_models):
+    _, root = likelihood_models
+    with TestClient(create_app(make_settings(root))) as c:
+        assert wait_ready(c)["status"] == "ready"
+        yield c
+
+
+def torch_distribution(name: str, params: list[np.ndarray], levels: int):
+    from training import likelihoods as t
+
+    tensors = [torch.from_numpy(p) for p in params]
+    return {"pixel-gaussian": lambda: t.PixelGaussian(*tensors), "logistic": lambda: t.DiscretizedLogistic(
+        *tensors, levels), "logistic-mixture": lambda: t.LogisticMixture(*tensors, levels)}[name]()
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_numpy_distributions_equal_the_torch_ones(name):
+    rng = np.random.default_rng(0)
+    per_pixel = (4, 3, 1, 5, 5) if name == "logistic-mixture" else (4, 1, 5, 5)
+    params = [rng.uniform(0, 1, per_pixel), rng.uniform(-4, -1, per_pixel)]
+    if name == "logistic-mixture":
+        params = [rng.normal(size=per_pixel), *params]
+    x = rng.integers(0, DIGIT_LEVELS, (4, 1, 5, 5)) / (DIGIT_LEVELS - 1)
+    ours = likelihood_of(LikelihoodSpec(type=name, components=3 if name == "logistic-mixture" else None),
+                         DIGIT_LEVELS)
+    theirs = torch_distribution(name, params, DIGIT_LEVELS)
+    np.testing.assert_allclose(ours.log_prob(x, params), theirs.log_prob(torch.from_numpy(x)).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(ours.mean(params), theirs.mean().numpy(), rtol=1e-5, atol=1e-6)
+    draws = ours.sample(params, np.random.default_rng(1))
+    assert draws.shape == x.shape and draws.dtype == np.float32
+    if name != "pixel-gaussian":  # on the levels grid
+        grid = draws * (DIGIT_LEVELS - 1)
+        np.testing.assert_allclose(grid, np.round(grid), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_loglik_equals_training_on_the_exported_model(likelihood_client, likelihood_models, name):
+    from training.checkpoint import load_checkpoint
+    from training.estimators import log_likelihood
+
+    checkpoints, _ = likelihood_models
+    model = load_checkpoint(checkpoints[name]).build_model()
+    k = np.random.default_rng(3).integers(0, DIGIT_LEVELS, (3, 1, 8, 8))
+    x = (k / (DIGIT_LEVELS - 1) if name != "pixel-gaussian" else (k + 0.5) / DIGIT_LEVELS).astype(np.float32)
+    served = likelihood_client.post(f"/loglik?model={name}&k=300&seed=7", json={"arrays": x.tolist()})
+    assert served.status_code == 200, served.text
+    body = served.json()
+    expected = log_likelihood(model, torch.from_numpy(x), 300, chunk=64, rng=np.random.default_rng(7))
+    got = np.array([r["log_likelihood"] for r in body["results"]])
+    np.testing.assert_allclose(got, expected.log_likelihood.numpy(), rtol=0, atol=1e-3)
+    bpd = np.array([r["bits_per_dim"] for r in body["results"]])
+    if name == "pixel-gaussian":  # a density on dequantized pixels: the bin volume's term
+        np.testing.assert_allclose(bpd, -(got - 64 * math.log(DIGIT_LEVELS)) / (64 * math.log(2)), rtol=1e-9)
+    else:  # a probability mass: no dequantization term, and at most 1
+        assert np.all(got <= 0)
+        np.testing.assert_allclose(bpd, -got / (64 * math.log(2)), rtol=1e-9)
+    assert name in body["bits_per_dim_convention"] or "discrete" in body["bits_per_dim_convention"]
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_decode_sample_and_v2_read_the_likelihood(likelihood_client, likelihood_models, name):
+    from training.checkpoint import load_checkpoint
+
+    checkpoints, _ = likelihood_models
+    model = load_checkpoint(checkpoints[name]).build_model()
+    z = np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32)
+    mean = likelihood_client.post(f"/decode?model={name}&include_arrays=true", json={"z": z.tolist()}).json()
+    with torch.no_grad():
+        expected = model.decode(torch.from_numpy(z)).mean().numpy()
+    np.testing.assert_allclose(np.array(mean["arrays"]), expected, atol=1e-4)
+    noisy = likelihood_client.get(f"/sample?model={name}&n=4&seed=2&noise=true&include_arrays=true").json()
+    values = np.array(noisy["arrays"])
+    assert values.shape == (4, 1, 8, 8) and np.all(np.isfinite(values))
+    if name != "pixel-gaussian":
+        np.testing.assert_allclose(values * 16, np.round(values * 16), atol=1e-4)  # draws on the 17 levels
+    again = likelihood_client.get(f"/sample?model={name}&n=4&seed=2&noise=true&include_arrays=true").json()
+    assert again["arrays"] == noisy["arrays"]
+    v2 = likelihood_client.post(f"/v2/models/{name}.decoder/infer", json={"inputs": [
+        {"name": "z", "shape": [3, 4], "datatype": "FP32", "data": z.ravel().tolist()}]}).json()
+    assert [o["name"] for o in v2["outputs"]] == list(LIKELIHOOD_OUTPUTS[name])
+    with torch.no_grad():
+        params = model.decode(torch.from_numpy(z)).graph_outputs()
+    for output in v2["outputs"]:
+        expected_param = params[output["name"]].numpy()
+        assert output["shape"] == list(expected_param.shape)
+        np.testing.assert_allclose(np.array(output["data"]).reshape(output["shape"]), expected_param, atol=1e-4)
+    metadata = likelihood_client.get(f"/v2/models/{name}.decoder").json()
+    assert [o["name"] for o in metadata["outputs"]] == list(LIKELIHOOD_OUTPUTS[name])
+
+
+@pytest.mark.parametrize("name", ["logistic", "logistic-mixture"])
+def test_a_discrete_model_takes_only_its_levels(likelihood_client, name):
+    """v2 tensors are the model's input as sent: a value between two levels has no probability mass (422); JSON
+    arrays on the VAE API are rounded to the levels, as the conversion says."""
+    x = np.full((1, 1, 8, 8), 0.37, np.float32)  # 0.37 * 16 = 5.92: between levels 5 and 6
+    r = likelihood_client.post(f"/v2/models/{name}.loglik/infer", json={"inputs": [
+        {"name": "x", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": x.ravel().tolist()}]})
+    assert r.status_code in (400, 422) and "levels k / 16" in r.json()["error"], r.text
+    on_grid = likelihood_client.post(f"/v2/models/{name}.loglik/infer", json={"inputs": [
+        {"name": "x", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": (np.round(x * 16) / 16).ravel().tolist()}],
+        "parameters": {"k": 50, "seed": 1}})
+    assert on_grid.status_code == 200, on_grid.text
+    arrays = likelihood_client.post(f"/loglik?model={name}&k=50&seed=1", json={"arrays": x[0].tolist()}).json()
+    assert arrays["results"][0]["conversion"]["pixel_mapping"] == "x = round(value (L - 1)) / (L - 1), L = 17"
+    v2_ll = next(o for o in on_grid.json()["outputs"] if o["name"] == "log_likelihood")["data"][0]
+    assert arrays["results"][0]["log_likelihood"] == pytest.approx(v2_ll, abs=1e-9)
