@@ -1,5 +1,5 @@
 # The two commands of the README, plus the default model's recipe.
-.PHONY: serve test default-model bench
+.PHONY: serve test default-model bench model-cards
 
 serve:  ## install the serving dependencies and serve models/ (the shipped default model); ARGS="--port 9000"
 	bash scripts/serve.sh $(ARGS)
@@ -15,3 +15,8 @@ default-model:  ## train, evaluate (K=5000) and export models/fashion-mnist/
 bench:  ## the performance benchmarks (after make test): service vs plain server vs bare session, then training
 	command -v wrk >/dev/null || apt-get install -y wrk
 	.venv/bin/python benchmarks/run.py $(ARGS)
+
+model-cards:  ## docs/models.md: sample quality and convergence of every shipped model, then one card each (~40 min)
+	.venv/bin/python benchmarks/sample_quality.py
+	.venv/bin/python benchmarks/convergence.py --images 1000
+	.venv/bin/python benchmarks/model_cards.py
