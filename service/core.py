@@ -32,7 +32,7 @@ from service.images import Conversion, decode_base64, grid, image_from_array, im
 from service.manifest import ImageSpec, bits_per_dim
 from service.metrics import Metrics
 from service.model import ServedModel
-from service.offload import Workers, small_inputs, small_outputs
+from service.offload import Workers, small_inputs, small_outputs, small_work
 from service.registry import Registry, StartupError, load_registry
 from service.runtime import settle_interpreter
 from service.settings import Settings
@@ -204,7 +204,7 @@ class Core:
         params = await model.decoder(z)
         self.count("decode", model, len(z))
         if not noise:
-            return Generated(model.likelihood.mean(params), None, parameters=params)
+            return Generated(await self.mean_image(model, params), None, parameters=params)
         seed = fresh_seed() if seed is None else seed
         return Generated(model.likelihood.sample(params, np.random.default_rng(seed)), seed, parameters=params)
 
@@ -215,10 +215,18 @@ class Core:
         seed = fresh_seed() if seed is None else seed
         z = await model.sample_latents(n, np.random.default_rng(seed), temperature)
         params = await model.decoder(z)
-        likelihood = model.likelihood
-        images = likelihood.sample(params, np.random.default_rng(seed + 1)) if noise else likelihood.mean(params)
+        images = (model.likelihood.sample(params, np.random.default_rng(seed + 1)) if noise
+                  else await self.mean_image(model, params))
         self.count("sample", model, n)
         return Generated(images, seed)
+
+    async def mean_image(self, model: ServedModel, params: list[np.ndarray]) -> np.ndarray:
+        """The likelihood's mean at the decoder's outputs: inline when it is a parameter or small work, else on a
+        worker thread (a discretized logistic's mean sums L - 1 sigmoids per pixel)."""
+        likelihood = model.likelihood
+        if small_work(likelihood.mean_work(params)):
+            return likelihood.mean(params)
+        return await self.workers.run(likelihood.mean, params)
 
     async def log_likelihood(self, model: ServedModel, x: np.ndarray, k: int, seed: int | None = None) -> Scores:
         """Importance-sampled log Pr(x) per image with k draws (service/estimator.py), on a worker thread, once

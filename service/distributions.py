@@ -59,6 +59,10 @@ class Likelihood(Protocol):
         """E[x|z]: the image the decoder means, float32 (..., N, C, H, W)."""
         ...
 
+    def mean_work(self, params: list[np.ndarray]) -> int:
+        """Element operations `mean` takes beyond reading the parameters (where it runs: service/offload.py)."""
+        ...
+
     def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
         """One draw x ~ Pr(x|z) per image: the chapter's generative process. float32, the mean's shape."""
         ...
@@ -84,6 +88,9 @@ class GaussianLikelihood:
     def mean(self, params: list[np.ndarray]) -> np.ndarray:
         return params[0]
 
+    def mean_work(self, params: list[np.ndarray]) -> int:
+        return 0  # the mean is a parameter
+
     def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
         (mean,) = params
         return (mean + self.sigma * rng.standard_normal(mean.shape)).astype(np.float32)
@@ -101,6 +108,9 @@ class BernoulliLikelihood:
     def mean(self, params: list[np.ndarray]) -> np.ndarray:
         return params[0]
 
+    def mean_work(self, params: list[np.ndarray]) -> int:
+        return 0  # the mean is a parameter
+
     def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
         return (rng.random(params[0].shape) < params[0]).astype(np.float32)
 
@@ -116,6 +126,9 @@ class PixelGaussianLikelihood:
 
     def mean(self, params: list[np.ndarray]) -> np.ndarray:
         return params[0]
+
+    def mean_work(self, params: list[np.ndarray]) -> int:
+        return 0  # the mean is a parameter
 
     def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
         mean, logvar = params
@@ -139,12 +152,20 @@ def discretized_logistic_log_mass(x: np.ndarray, loc: np.ndarray, log_scale: np.
     return np.where(k <= 0, -softplus(-b), np.where(k >= levels - 1, -softplus(a), inner))
 
 
+EDGE_BLOCK = 16  # bin edges per pass of discretized_logistic_mean: its memory is this many times the parameters'
+
+
 def discretized_logistic_mean(loc: np.ndarray, log_scale: np.ndarray, levels: int) -> np.ndarray:
-    """sum_k k / (L - 1) P(k) = 1 - mean_j sigmoid((e_j - loc) / s) over the inner bin edges
-    e_j = (j - 1/2) / (L - 1) (summation by parts)."""
+    """sum_k k / (L - 1) P(k) = 1 - mean_j sigmoid((e_j - loc) / s) over the L - 1 inner bin edges
+    e_j = (j - 1/2) / (L - 1) (summation by parts); the edges in blocks, so memory stays a few times the
+    parameters' (work: (L - 1) times their size, `mean_work`)."""
+    loc64, inv_scale = loc.astype(np.float64)[..., None], np.exp(-log_scale.astype(np.float64))[..., None]
     edges = (np.arange(1, levels) - 0.5) / (levels - 1)
-    t = (edges - loc[..., None].astype(np.float64)) * np.exp(-log_scale.astype(np.float64))[..., None]
-    return (1.0 - np.mean(0.5 * (1.0 + np.tanh(0.5 * t)), axis=-1)).astype(np.float32)  # sigmoid, overflow-free
+    total = np.zeros(loc.shape)
+    for start in range(0, len(edges), EDGE_BLOCK):
+        t = (edges[start : start + EDGE_BLOCK] - loc64) * inv_scale
+        total += np.sum(0.5 * (1.0 + np.tanh(0.5 * t)), axis=-1)  # sigmoid, overflow-free
+    return (1.0 - total / len(edges)).astype(np.float32)
 
 
 def discretized_logistic_sample(loc: np.ndarray, log_scale: np.ndarray, levels: int, u: np.ndarray) -> np.ndarray:
@@ -168,6 +189,9 @@ class LogisticLikelihood:
     def mean(self, params: list[np.ndarray]) -> np.ndarray:
         return discretized_logistic_mean(params[0], params[1], self.levels)
 
+    def mean_work(self, params: list[np.ndarray]) -> int:
+        return params[0].size * (self.levels - 1)
+
     def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
         loc, log_scale = params
         return discretized_logistic_sample(loc, log_scale, self.levels, rng.random(loc.shape))
@@ -190,6 +214,9 @@ class LogisticMixtureLikelihood:
         logits, loc, log_scale = params
         weights = np.exp(logits - logsumexp(logits.astype(np.float64), axis=-4, keepdims=True))
         return np.sum(weights * discretized_logistic_mean(loc, log_scale, self.levels), axis=-4).astype(np.float32)
+
+    def mean_work(self, params: list[np.ndarray]) -> int:
+        return params[1].size * (self.levels - 1)  # every component's
 
     def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
         """A component per pixel by the Gumbel-max trick, then a draw of that logistic."""

@@ -9,7 +9,9 @@ holds the GIL, so the pool only adds GIL hand-overs (docs/performance.md has the
     pixels even for a crafted file);
   - PNG files that each declare no more pixels than the model's image and are at most INLINE_MAX_BYTES:
     decoding is bounded by the request's image limit times the model's size;
-  - output images: at most INLINE_MAX_IMAGES of at most INLINE_MAX_VALUES values in all.
+  - output images: at most INLINE_MAX_IMAGES of at most INLINE_MAX_VALUES values in all;
+  - a likelihood's mean of at most INLINE_MAX_WORK element operations (a parameter costs none; a discretized
+    logistic's mean, 255 sigmoids per pixel and component, goes to the worker pool beyond a few pixels).
 Anything else (large photos, JPEGs to resize, JSON arrays, many output images) goes to the image thread
 (`Workers.run_images`), where Pillow's decoders and resizing release the GIL for large images. So does parsing
 a large JSON body: pydantic holds the GIL while it parses, but on one thread the event loop gets the GIL back
@@ -31,6 +33,7 @@ T = TypeVar("T")
 INLINE_MAX_BYTES = 8 * 1024  # encoded image bytes in a request decoded on the event loop
 INLINE_MAX_IMAGES = 8  # and at most this many images (decoded inputs or PNG outputs)
 INLINE_MAX_VALUES = 8 * 1024  # and at most this many values in all, for output images encoded to PNG
+INLINE_MAX_WORK = 1 << 18  # element operations of numerical work (a likelihood's mean) done on the event loop
 
 
 def small_inputs(payloads: list[Any], model_pixels: int) -> bool:
@@ -46,6 +49,11 @@ def small_inputs(payloads: list[Any], model_pixels: int) -> bool:
 def model_size_png(data: bytes, model_pixels: int) -> bool:
     size = png_size(data)
     return size is not None and size[0] * size[1] <= model_pixels
+
+
+def small_work(operations: int) -> bool:
+    """True when numerical work of this many element operations (well under a millisecond) is cheaper inline."""
+    return operations <= INLINE_MAX_WORK
 
 
 def small_outputs(count: int, values: int) -> bool:

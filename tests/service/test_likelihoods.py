@@ -47,6 +47,8 @@ def test_numpy_distributions_equal_the_torch_ones(name):
     theirs = torch_distribution(name, params, DIGIT_LEVELS)
     np.testing.assert_allclose(ours.log_prob(x, params), theirs.log_prob(torch.from_numpy(x)).numpy(), rtol=1e-10)
     np.testing.assert_allclose(ours.mean(params), theirs.mean().numpy(), rtol=1e-5, atol=1e-6)
+    # what decides whether /decode computes the mean on the event loop (service/offload.py)
+    assert ours.mean_work(params) == (0 if name == "pixel-gaussian" else params[-1].size * (DIGIT_LEVELS - 1))
     draws = ours.sample(params, np.random.default_rng(1))
     assert draws.shape == x.shape and draws.dtype == np.float32
     if name != "pixel-gaussian":  # on the levels grid
