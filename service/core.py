@@ -233,7 +233,8 @@ class Core:
         admitted (service/admission.py). If the request is cancelled (its client went away), the estimate stops
         before its next chunk."""
         seed = fresh_seed() if seed is None else seed
-        chunk = max(1, self.settings.loglik_batch_rows // len(x))  # draws per decoder pass; results do not depend on it
+        # draws per decoder pass: its outputs stay within loglik_batch_rows images' worth (results do not depend on it)
+        chunk = max(1, self.settings.loglik_batch_rows // (len(x) * model.values_per_pixel))
         stop = threading.Event()
         async with self.loglik_gate(model).admit(k * len(x)):
             try:

@@ -21,6 +21,7 @@ leave their output sizes symbolic.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,15 @@ import onnxruntime as ort
 
 from service.distributions import DiagonalGaussian, Likelihood, likelihood_of
 from service.graphs import BatchPolicy, Graph
-from service.manifest import BATCH_AXIS, Declared, GraphSpec, Manifest, declared_shapes, load_manifest
+from service.manifest import (
+    BATCH_AXIS,
+    Declared,
+    GraphSpec,
+    Manifest,
+    declared_shapes,
+    likelihood_outputs,
+    load_manifest,
+)
 from service.metrics import Metrics
 from service.offload import Workers
 
@@ -56,6 +65,13 @@ class ServedModel:
     def latent_dims(self) -> list[int]:
         """The size of every level, level 1 first (the graphs were checked against them at load)."""
         return self.manifest.latent_levels
+
+    @property
+    def values_per_pixel(self) -> int:
+        """The decoder's outputs per image value: 1 for a mean, 2 for mean and variance, 3K for a mixture."""
+        image = self.manifest.image
+        outputs = likelihood_outputs(self.manifest.likelihood, image)  # (name, ["N", ...]) each
+        return sum(math.prod(int(d) for d in shape[1:]) for _, shape in outputs) // image.num_dims
 
     @property
     def providers(self) -> list[str]:

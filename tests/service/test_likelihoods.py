@@ -109,6 +109,9 @@ def test_decode_sample_and_v2_read_the_likelihood(likelihood_client, likelihood_
         np.testing.assert_allclose(np.array(output["data"]).reshape(output["shape"]), expected_param, atol=1e-4)
     metadata = likelihood_client.get(f"/v2/models/{name}.decoder").json()
     assert [o["name"] for o in metadata["outputs"]] == list(LIKELIHOOD_OUTPUTS[name])
+    # /loglik's decoder passes shrink by this, so their outputs stay within VAE_LOGLIK_BATCH_ROWS images' worth
+    served = likelihood_client.app.state.core.model(name)
+    assert served.values_per_pixel == {"pixel-gaussian": 2, "logistic": 2, "logistic-mixture": 9}[name]
 
 
 @pytest.mark.parametrize("name", ["logistic", "logistic-mixture"])
