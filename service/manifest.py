@@ -51,7 +51,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 # GraphSpecs; the service reads the names from the manifest.
 ENCODER_INPUT = "x"
 POSTERIOR_OUTPUTS = (("mu", "logvar"), ("mu2", "logvar2"))  # (mean, log-variance) of q(z_l|x), level 1 first
-DECODER_INPUT, DECODER_OUTPUT = "z", "mean"
+DECODER_INPUT = "z"
 # The decoder's outputs, the likelihood's parameters, by likelihood type (LikelihoodSpec).
 LIKELIHOOD_OUTPUTS = {"gaussian": ("mean",), "bernoulli": ("mean",), "pixel-gaussian": ("mean", "logvar"),
                       "logistic": ("loc", "log_scale"), "logistic-mixture": ("logits", "loc", "log_scale")}

@@ -80,7 +80,8 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=0, help="evaluate the first N test images only (0 = all)")
     p.add_argument("--eval-seed", type=int, default=0, help="seed of dequantization and sampling noise")
     p.add_argument("--batch-size-eval", type=int, default=100, help="images per log-likelihood batch")
-    p.add_argument("--chunk", type=int, default=250, help="importance samples per decoder pass")
+    p.add_argument("--chunk", type=int, default=250,
+                   help="importance samples per decoder pass (divided by the likelihood's maps per pixel)")
 
 
 def _add_export_args(p: argparse.ArgumentParser) -> None:

@@ -73,7 +73,9 @@ def evaluate(model: LatentModel, data: ImageData, mode: str, k: int, seed: int =
     for start in tqdm(range(0, len(data), batch_size), desc=f"log-likelihood K={k}", disable=not progress):
         x = to_unit(data.images[start : start + batch_size], data.levels, mode, gen)
         elbo_sum += float(elbo(model, x, generator=gen).elbo.double().sum())
-        result = log_likelihood(model, x, k, chunk, rng)
+        # draws per decoder pass: fewer for a likelihood of several maps per pixel, so the float64 log-densities
+        # of a pass stay the size of `chunk` mean images (results do not depend on it)
+        result = log_likelihood(model, x, k, max(1, chunk // model.likelihood.params_per_channel), rng)
         lls.append(result.log_likelihood)
         ess.append(result.effective_sample_size)
         stderr.append(result.stderr)
