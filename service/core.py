@@ -206,7 +206,7 @@ class Core:
         if not noise:
             return Generated(await self.mean_image(model, params), None, parameters=params)
         seed = fresh_seed() if seed is None else seed
-        return Generated(model.likelihood.sample(params, np.random.default_rng(seed)), seed, parameters=params)
+        return Generated(await self.draw_images(model, params, seed), seed, parameters=params)
 
     async def sample(self, model: ServedModel, n: int, seed: int | None = None, temperature: float = 1.0,
                      noise: bool = False) -> Generated:
@@ -215,8 +215,7 @@ class Core:
         seed = fresh_seed() if seed is None else seed
         z = await model.sample_latents(n, np.random.default_rng(seed), temperature)
         params = await model.decoder(z)
-        images = (model.likelihood.sample(params, np.random.default_rng(seed + 1)) if noise
-                  else await self.mean_image(model, params))
+        images = await (self.draw_images(model, params, seed + 1) if noise else self.mean_image(model, params))
         self.count("sample", model, n)
         return Generated(images, seed)
 
@@ -227,6 +226,14 @@ class Core:
         if small_work(likelihood.mean_work(params)):
             return likelihood.mean(params)
         return await self.workers.run(likelihood.mean, params)
+
+    async def draw_images(self, model: ServedModel, params: list[np.ndarray], seed: int) -> np.ndarray:
+        """x ~ Pr(x|z) at the decoder's outputs, drawn with the seed: inline when a few values are drawn per
+        parameter value (the chapter's Gaussian at the largest n stays inline), else on a worker thread (a
+        mixture draws a component and a logistic for every pixel)."""
+        if small_work(sum(p.size for p in params)):
+            return model.likelihood.sample(params, np.random.default_rng(seed))
+        return await self.workers.run(model.likelihood.sample, params, np.random.default_rng(seed))
 
     async def log_likelihood(self, model: ServedModel, x: np.ndarray, k: int, seed: int | None = None) -> Scores:
         """Importance-sampled log Pr(x) per image with k draws (service/estimator.py), on a worker thread, once

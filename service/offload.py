@@ -11,7 +11,8 @@ holds the GIL, so the pool only adds GIL hand-overs (docs/performance.md has the
     decoding is bounded by the request's image limit times the model's size;
   - output images: at most INLINE_MAX_IMAGES of at most INLINE_MAX_VALUES values in all;
   - a likelihood's mean of at most INLINE_MAX_WORK element operations (a parameter costs none; a discretized
-    logistic's mean, 255 sigmoids per pixel and component, goes to the worker pool beyond a few pixels).
+    logistic's mean, 255 sigmoids per pixel and component, goes to the worker pool beyond a few pixels), and
+    noise drawn for at most INLINE_MAX_WORK parameter values (the chapter's Gaussian at /sample's largest n).
 Anything else (large photos, JPEGs to resize, JSON arrays, many output images) goes to the image thread
 (`Workers.run_images`), where Pillow's decoders and resizing release the GIL for large images. So does parsing
 a large JSON body: pydantic holds the GIL while it parses, but on one thread the event loop gets the GIL back

@@ -130,3 +130,23 @@ def test_a_discrete_model_takes_only_its_levels(likelihood_client, name):
     assert arrays["results"][0]["conversion"]["pixel_mapping"] == "x = round(value (L - 1)) / (L - 1), L = 17"
     v2_ll = next(o for o in on_grid.json()["outputs"] if o["name"] == "log_likelihood")["data"][0]
     assert arrays["results"][0]["log_likelihood"] == pytest.approx(v2_ll, abs=1e-9)
+
+
+def test_large_draws_and_means_run_off_the_event_loop_with_the_same_numbers(likelihood_client):
+    """Past INLINE_MAX_WORK, /decode's mean image and noise draws go to a worker thread: the same numbers."""
+    import asyncio
+
+    from service.offload import INLINE_MAX_WORK
+
+    core = likelihood_client.app.state.core
+    model = core.model("logistic-mixture")
+    z = np.random.default_rng(6).standard_normal((INLINE_MAX_WORK // 100, 4)).astype(np.float32)
+    params = model.decode(z)
+    assert sum(p.size for p in params) > INLINE_MAX_WORK  # both go to the worker
+    async def both():
+        return await asyncio.wait_for(asyncio.gather(core.draw_images(model, params, 5),
+                                                     core.mean_image(model, params)), 60)
+
+    drawn, mean = asyncio.run(both())
+    np.testing.assert_array_equal(drawn, model.likelihood.sample(params, np.random.default_rng(5)))
+    np.testing.assert_array_equal(mean, model.likelihood.mean(params))
