@@ -67,6 +67,14 @@ class Likelihood(Protocol):
         """One draw x ~ Pr(x|z) per image: the chapter's generative process. float32, the mean's shape."""
         ...
 
+    def moments(self, params: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per pixel a mean m and a variance v, float64 (..., N, C, H, W), such that (x - m)^2 / (2 v) is the log
+        density's curvature in m: what the log-likelihood's proposal is fitted with (service/laplace.py). The
+        Gaussians' mean and variance; the Bernoulli's p and p (1 - p); a logistic's location, clipped to the
+        value range (the edge bins are flat beyond it), and its inverse Fisher information 3 s^2 plus a bin's
+        width^2 / 12."""
+        ...
+
 
 def image_axes(a: np.ndarray) -> tuple[int, int, int]:
     return a.ndim - 3, a.ndim - 2, a.ndim - 1
@@ -95,6 +103,10 @@ class GaussianLikelihood:
         (mean,) = params
         return (mean + self.sigma * rng.standard_normal(mean.shape)).astype(np.float32)
 
+    def moments(self, params: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        mean = params[0].astype(np.float64)
+        return mean, np.full(mean.shape, self.sigma**2)
+
 
 @dataclass(frozen=True)
 class BernoulliLikelihood:
@@ -113,6 +125,10 @@ class BernoulliLikelihood:
 
     def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
         return (rng.random(params[0].shape) < params[0]).astype(np.float32)
+
+    def moments(self, params: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        p = np.clip(params[0].astype(np.float64), PROB_EPS, 1 - PROB_EPS)
+        return p, p * (1 - p)
 
 
 @dataclass(frozen=True)
@@ -133,6 +149,15 @@ class PixelGaussianLikelihood:
     def sample(self, params: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
         mean, logvar = params
         return (mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)).astype(np.float32)
+
+    def moments(self, params: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        mean, logvar = (p.astype(np.float64) for p in params)
+        return mean, np.exp(logvar)
+
+
+def logistic_moments(loc: np.ndarray, log_scale: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The location clipped to [0, 1] and 3 s^2 + 1 / (12 (L - 1)^2): a discretized logistic's `moments`."""
+    return np.clip(loc, 0.0, 1.0), 3.0 * np.exp(2.0 * log_scale) + 1.0 / (12.0 * (levels - 1) ** 2)
 
 
 def softplus(a: np.ndarray) -> np.ndarray:
@@ -196,6 +221,9 @@ class LogisticLikelihood:
         loc, log_scale = params
         return discretized_logistic_sample(loc, log_scale, self.levels, rng.random(loc.shape))
 
+    def moments(self, params: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return logistic_moments(params[0].astype(np.float64), params[1].astype(np.float64), self.levels)
+
 
 @dataclass(frozen=True)
 class LogisticMixtureLikelihood:
@@ -225,6 +253,14 @@ class LogisticMixtureLikelihood:
         pick = np.argmax(logits + gumbel, axis=-4)[..., None, :, :, :]  # (..., N, 1, C, H, W)
         chosen = [np.take_along_axis(p, pick, axis=-4)[..., 0, :, :, :] for p in (loc, log_scale)]
         return discretized_logistic_sample(chosen[0], chosen[1], self.levels, rng.random(chosen[0].shape))
+
+    def moments(self, params: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The mixture's: sum_k pi_k m_k and sum_k pi_k (v_k + m_k^2) - m^2 over the components' moments."""
+        logits, loc, log_scale = (p.astype(np.float64) for p in params)
+        weights = np.exp(logits - logsumexp(logits, axis=-4, keepdims=True))
+        m, v = logistic_moments(loc, log_scale, self.levels)
+        mean = np.sum(weights * m, axis=-4)
+        return mean, np.sum(weights * (v + m**2), axis=-4) - mean**2
 
 
 def logsumexp(a: np.ndarray, axis: int = 0, keepdims: bool = False) -> np.ndarray:

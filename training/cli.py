@@ -4,6 +4,7 @@ its flags with their defaults.
     python -m training train --config configs/fashion-mnist.toml
     python -m training evaluate --checkpoint runs/fashion-mnist/checkpoint.pt --k 5000
     python -m training export --checkpoint runs/fashion-mnist/checkpoint.pt --name fashion-mnist
+    python -m training rescore models/fashion-mnist --k 5000
     python -m training pipeline --config configs/fashion-mnist.toml --name fashion-mnist --k 5000
     python -m training disentangle --out docs/disentanglement --epochs 20
     python -m training figures --out docs/figures
@@ -130,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "eval.json beside the checkpoint, if there is one; without it the manifest has no metrics)")
     _add_export_args(p)
 
+    p = command("rescore", "evaluate an exported model folder again (its model rebuilt from the ONNX graphs) and "
+                "rewrite its manifest's metrics")
+    p.add_argument("folder", type=Path, help="a model folder, such as models/fashion-mnist")
+    p.add_argument("--k", type=int, default=5000, help="importance samples per image")
+    p.add_argument("--limit", type=int, default=0, help="the first N test images only (0 = all)")
+    p.add_argument("--chunk", type=int, default=250,
+                   help="importance samples per decoder pass (divided by the likelihood's maps per pixel)")
+    p.add_argument("--eval-seed", type=int,
+                   help="seed of dequantization and sampling noise (default: %(default)s = the manifest's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     for name, text in FORWARDED.items():
         # Never parsed here (`main` hands these to their modules first); add_help=False leaves -h to them.
         p = command(name, text, add_help=False)
@@ -235,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
             cmd_evaluate(args, args.checkpoint, args.data_path)
         elif args.command == "export":
             cmd_export(args, args.checkpoint, args.eval)
+        elif args.command == "rescore":
+            from training.rescore import rescore
+
+            report = rescore(args.folder, args.k, args.limit, args.chunk, args.eval_seed, not args.no_progress)
+            print(json.dumps(asdict(report), indent=2))
         else:
             ckpt = cmd_train(args)
             eval_path = cmd_evaluate(args, ckpt)

@@ -55,6 +55,10 @@ class StandardNormal:
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn((n, self.dim), generator=generator)  # (n, D)
 
+    def moments(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean 0 and variance 1 in the shape and dtype of `like` (..., N, D)."""
+        return torch.zeros_like(like), torch.ones_like(like)
+
 
 @dataclass
 class DiagonalGaussian:
@@ -78,6 +82,10 @@ class DiagonalGaussian:
         shape = (k, *self.mu.shape)
         eps = torch.randn(shape, generator=generator, dtype=self.mu.dtype, device=self.mu.device)
         return self.mu + self.std * eps
+
+    def moments(self, like: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance, each (..., N, D)."""
+        return self.mu, torch.exp(self.logvar)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log q(z|x) summed over D; z is (..., N, D), result (..., N)."""

@@ -141,6 +141,17 @@ def likelihood_spec(cfg: ModelConfig, model: LatentModel) -> LikelihoodSpec:
                           components=cfg.mixture_components if cfg.likelihood == "logistic-mixture" else None)
 
 
+def metrics_spec(report: EvalReport) -> MetricsSpec:
+    """The manifest's `metrics` block from an evaluation."""
+    return MetricsSpec(
+        num_images=report.num_images, elbo=report.elbo, elbo_per_dim=report.elbo_per_dim,
+        log_likelihood=report.log_likelihood, log_likelihood_stderr=report.log_likelihood_stderr,
+        log_likelihood_k=report.k, bits_per_dim=report.bits_per_dim, seed=report.seed,
+        mean_effective_sample_size=report.mean_effective_sample_size,
+        mean_sampling_stderr=report.mean_sampling_stderr,
+    )
+
+
 def build_manifest(ckpt: Checkpoint, model: LatentModel, name: str, files: dict[str, FileSpec],
                    report: EvalReport | None, description: str = "",
                    attributes: AttributesSpec | None = None) -> Manifest:
@@ -156,15 +167,7 @@ def build_manifest(ckpt: Checkpoint, model: LatentModel, name: str, files: dict[
         hierarchy = HierarchySpec(latent_dims=[d, d2], prior=GraphSpec(
             file=PRIOR_FILE, inputs={PRIOR_INPUT: ["N", d2]}, outputs={prior_mu: ["N", d], prior_logvar: ["N", d]},
             opset=OPSET))
-    metrics = None
-    if report is not None:
-        metrics = MetricsSpec(
-            num_images=report.num_images, elbo=report.elbo, elbo_per_dim=report.elbo_per_dim,
-            log_likelihood=report.log_likelihood, log_likelihood_stderr=report.log_likelihood_stderr,
-            log_likelihood_k=report.k, bits_per_dim=report.bits_per_dim, seed=report.seed,
-            mean_effective_sample_size=report.mean_effective_sample_size,
-            mean_sampling_stderr=report.mean_sampling_stderr,
-        )
+    metrics = None if report is None else metrics_spec(report)
     image = ImageSpec(channels=c, height=h, width=w, levels=info.levels, pixel_mode=info.pixel_mode)
     likelihood = likelihood_spec(cfg.model, model)
     return Manifest(

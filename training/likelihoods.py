@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from service.distributions import PROB_EPS
 from service.manifest import LOG_2PI
 from training.config import ModelConfig
 from training.distributions import bernoulli_log_prob_logits, gaussian_log_density
@@ -48,6 +49,11 @@ class PixelDistribution(Protocol):
 
     def graph_outputs(self) -> dict[str, torch.Tensor]:
         """The distribution's parameters, by the names of the exported decoder graph's outputs (the service's)."""
+        ...
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per pixel the mean and variance the log-likelihood's proposal is fitted with, float64 (N, C, H, W): as
+        the service's `Likelihood.moments` (service/distributions.py, which says what each is)."""
         ...
 
 
@@ -82,6 +88,10 @@ class SphericalGaussian:
     def graph_outputs(self) -> dict[str, torch.Tensor]:
         return {"mean": self.mean()}  # sigma is one number: the manifest's
 
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.mean().double()
+        return mean, torch.exp(2.0 * self.log_sigma.double()).expand(mean.shape)
+
 
 @dataclass
 class Bernoulli:
@@ -100,6 +110,10 @@ class Bernoulli:
 
     def graph_outputs(self) -> dict[str, torch.Tensor]:
         return {"mean": self.mean()}  # the probabilities
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.mean().double().clamp(PROB_EPS, 1 - PROB_EPS)  # as the service clips the exported probabilities
+        return p, p * (1 - p)
 
 
 @dataclass
@@ -121,6 +135,15 @@ class PixelGaussian:
 
     def graph_outputs(self) -> dict[str, torch.Tensor]:
         return {"mean": self.loc, "logvar": self.logvar}
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.loc.double(), torch.exp(self.logvar.double())
+
+
+def logistic_moments(loc: torch.Tensor, log_scale: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The location clipped to [0, 1] and 3 s^2 + 1 / (12 (L - 1)^2), float64: a discretized logistic's moments."""
+    loc, log_scale = loc.double(), log_scale.double()
+    return loc.clamp(0.0, 1.0), 3.0 * torch.exp(2.0 * log_scale) + 1.0 / (12.0 * (levels - 1) ** 2)
 
 
 def discretized_logistic_log_mass(x: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor, levels: int
@@ -180,6 +203,9 @@ class DiscretizedLogistic:
     def graph_outputs(self) -> dict[str, torch.Tensor]:
         return {"loc": self.loc, "log_scale": self.log_scale}
 
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return logistic_moments(self.loc, self.log_scale, self.levels)
+
 
 @dataclass
 class LogisticMixture:
@@ -210,6 +236,13 @@ class LogisticMixture:
 
     def graph_outputs(self) -> dict[str, torch.Tensor]:
         return {"logits": self.logits, "loc": self.loc, "log_scale": self.log_scale}
+
+    def moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """sum_k pi_k m_k and sum_k pi_k (v_k + m_k^2) - m^2 over the components' moments."""
+        weights = torch.softmax(self.logits.double(), 1)
+        m, v = logistic_moments(self.loc, self.log_scale, self.levels)
+        mean = (weights * m).sum(1)
+        return mean, (weights * (v + m**2)).sum(1) - mean**2
 
 
 class GaussianLikelihood(nn.Module):

@@ -36,9 +36,10 @@ def test_numpy_estimator_equals_the_torch_estimator(model_dir, request, name, ch
     model = load_checkpoint(request.getfixturevalue(checkpoint)).build_model()
     theirs = torch_log_likelihood(model, torch.from_numpy(x), 600, chunk=250, rng=np.random.default_rng(42))
     np.testing.assert_allclose(ours.log_likelihood, theirs.log_likelihood.numpy(), rtol=0, atol=1e-3)
-    np.testing.assert_allclose(ours.elbo, theirs.log_weights.mean(0).numpy(), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(ours.elbo, theirs.elbo.numpy(), rtol=0, atol=1e-3)
     np.testing.assert_allclose(ours.effective_sample_size, theirs.effective_sample_size.numpy(), rtol=1e-3)
-    assert ours.k == 600 and np.all(ours.log_likelihood >= ours.elbo)  # Jensen: log mean w >= mean log w
+    assert ours.k == 600 and ours.final == theirs.final < 600  # the ELBO's draws and the fit's probes first
+    assert np.all(ours.log_likelihood >= ours.elbo)  # the estimate above the ELBO of q
 
 
 def test_chunking_does_not_change_the_estimate(model_dir):
@@ -130,16 +131,18 @@ def test_an_image_gets_the_same_answer_alone_or_anywhere_in_a_batch(model_dir):
 
 def test_standard_error_matches_the_spread_of_independent_estimates():
     """sqrt(1 / ESS - 1 / K) against the standard deviation of 400 estimates with other seeds, on a flat
-    linear-Gaussian model with a proposal 2x too broad (weights spread, ESS well above 1)."""
+    linear-Gaussian model with a proposal 2x too broad (weights spread, ESS well above 1). K = 12 is too few draws
+    to pay for fitting the proposal (service/laplace.py), which here would be exact and leave no spread."""
     rng = np.random.default_rng(5)
     w, b, sigma, x = rng.normal(size=(3, 2)), np.zeros(3), 0.9, rng.normal(size=3)
     cov = np.linalg.inv(np.eye(2) + w.T @ w / sigma**2)
     mean = cov @ w.T @ (x - b) / sigma**2
     q = DiagonalGaussian(mean[None], np.log(2 * np.diag(cov))[None])
     model = LinearGaussian(w, b, [], [q], GaussianLikelihood(sigma))
-    estimates = [log_likelihood(model, x.reshape(1, 1, 1, 3), k=200, seed=s, chunk=200) for s in range(400)]
+    estimates = [log_likelihood(model, x.reshape(1, 1, 1, 3), k=12, seed=s, chunk=200) for s in range(400)]
     spread = np.std([e.log_likelihood[0] for e in estimates])
     reported = np.mean([e.stderr[0] for e in estimates])
-    assert 20 < np.mean([e.effective_sample_size[0] for e in estimates]) < 190
+    assert all(e.final == 12 for e in estimates)
+    assert 3 < np.mean([e.effective_sample_size[0] for e in estimates]) < 11.5
     assert reported == pytest.approx(spread, rel=0.15)
     assert log_likelihood(model, x.reshape(1, 1, 1, 3), k=1, seed=0).stderr[0] == 0.0  # one draw: ESS = K

@@ -10,7 +10,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.distributions import likelihood_of
+from service.distributions import BernoulliLikelihood, GaussianLikelihood, likelihood_of
 from service.manifest import BITS_PER_DIM_CONVENTION, LIKELIHOOD_OUTPUTS, LikelihoodSpec
 from tests.conftest import NEW_LIKELIHOODS as NEW
 from tests.service.conftest import make_settings, wait_ready
@@ -32,6 +32,39 @@ def torch_distribution(name: str, params: list[np.ndarray], levels: int):
     tensors = [torch.from_numpy(p) for p in params]
     return {"pixel-gaussian": lambda: t.PixelGaussian(*tensors), "logistic": lambda: t.DiscretizedLogistic(
         *tensors, levels), "logistic-mixture": lambda: t.LogisticMixture(*tensors, levels)}[name]()
+
+
+def test_moments_for_the_proposal_fit_agree_across_the_wings_and_with_their_definitions():
+    """`moments` (what service/laplace.py fits the log-likelihood's proposal with): each likelihood's numpy version
+    equals training's, and each is what its docstring says, a logistic's location clipped to [0, 1] and variance
+    3 s^2 + 1 / (12 (L - 1)^2), a mixture's by the law of total variance."""
+    from training import likelihoods as t
+
+    rng = np.random.default_rng(2)
+    shape, mix = (3, 1, 4, 4), (3, 2, 1, 4, 4)
+    loc, log_scale, logits = rng.uniform(-0.2, 1.2, mix), rng.uniform(-5, -1, mix), rng.normal(size=mix)
+    m, v = np.clip(loc, 0, 1), 3 * np.exp(2 * log_scale) + 1 / (12 * (DIGIT_LEVELS - 1) ** 2)
+    pi = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    mix_mean = (pi * m).sum(1)
+    h, logvar, p = rng.normal(size=shape), rng.uniform(-6, -2, shape), rng.uniform(0.01, 0.99, shape)
+    cases = [  # (numpy likelihood, its params, torch distribution, expected mean, expected variance)
+        (GaussianLikelihood(0.3), [1 / (1 + np.exp(-h))], t.SphericalGaussian(torch.from_numpy(h),
+         torch.tensor(math.log(0.3), dtype=torch.float64)), 1 / (1 + np.exp(-h)), np.full(shape, 0.09)),
+        (BernoulliLikelihood(), [p], t.Bernoulli(torch.from_numpy(np.log(p / (1 - p)))), p, p * (1 - p)),
+        (likelihood_of(LikelihoodSpec(type="pixel-gaussian"), DIGIT_LEVELS), [h, logvar],
+         torch_distribution("pixel-gaussian", [h, logvar], DIGIT_LEVELS), h, np.exp(logvar)),
+        (likelihood_of(LikelihoodSpec(type="logistic"), DIGIT_LEVELS), [loc[:, 0], log_scale[:, 0]],
+         torch_distribution("logistic", [loc[:, 0], log_scale[:, 0]], DIGIT_LEVELS), m[:, 0], v[:, 0]),
+        (likelihood_of(LikelihoodSpec(type="logistic-mixture", components=2), DIGIT_LEVELS), [logits, loc, log_scale],
+         torch_distribution("logistic-mixture", [logits, loc, log_scale], DIGIT_LEVELS), mix_mean,
+         (pi * (v + m**2)).sum(1) - mix_mean**2),
+    ]
+    for ours, params, theirs, mean, variance in cases:
+        got = ours.moments(params)
+        for a, b, expected in zip(got, theirs.moments(), (mean, variance), strict=True):
+            np.testing.assert_allclose(a, expected, rtol=1e-9)
+            np.testing.assert_allclose(b.numpy(), expected, rtol=1e-9)
+    assert np.all(cases[-1][0].moments(cases[-1][1])[1] > 0)
 
 
 @pytest.mark.parametrize("name", NEW)

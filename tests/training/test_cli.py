@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-COMMANDS = ("train", "evaluate", "export", "disentangle", "figures", "pipeline")
-OWN_COMMANDS = ("train", "evaluate", "export", "pipeline")  # disentangle and figures parse their own flags
+COMMANDS = ("train", "evaluate", "export", "rescore", "disentangle", "figures", "pipeline")
+OWN_COMMANDS = ("train", "evaluate", "export", "rescore", "pipeline")  # disentangle and figures parse their own flags
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -40,7 +40,9 @@ def test_chunking_does_not_change_the_estimate(trained_digits):
     model = ckpt.build_model()
     whole = log_likelihood(model, x, 100, chunk=100, rng=np.random.default_rng(5)).log_likelihood
     pieces = log_likelihood(model, x, 100, chunk=7, rng=np.random.default_rng(5)).log_likelihood
-    torch.testing.assert_close(whole, pieces, rtol=0, atol=1e-9)
+    # the proposal fit's finite differences see the float32 decoder's last-bit rounding, which depends on how many
+    # rows one pass has: the estimates agree to that rounding, not to float64's
+    torch.testing.assert_close(whole, pieces, rtol=0, atol=1e-4)
     other = log_likelihood(model, x, 100, chunk=100, rng=np.random.default_rng(6)).log_likelihood
     assert not torch.equal(whole, other)
 
