@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ITERATIONS = 3  # Gauss-Newton steps at most: the second already gives most of the gain in the study
+ITERATIONS = 3  # Gauss-Newton steps at most (the study measured 2 and 4: docs/studies.md)
 FIT_SHARE = 0.4  # of K's decoder passes at most for the probes
 ELBO_DRAWS = 100  # draws from q(z|x) for the ELBO when the proposal is fitted ...
 ELBO_SHARE = 0.1  # ... and at most this share of K
@@ -124,6 +124,32 @@ def fit(terms: Terms, q_mean: np.ndarray, q_std: np.ndarray, iterations: int, ch
         best = np.where(better, surrogate, best)
         best_mean = np.where(better[:, None], centre, best_mean)
         best_precision = np.where(better[:, None, None], precision, best_precision)
-        centre = centre + np.linalg.solve(precision, gradient[..., None])[..., 0]
-    covariance = np.linalg.inv(best_precision)
-    return GaussianProposal(best_mean, np.linalg.cholesky(0.5 * (covariance + covariance.transpose(0, 2, 1))))
+        finite: np.ndarray = np.all(np.isfinite(precision), axis=(1, 2))  # (N,): where J is not, no step
+        solvable = np.where(finite[:, None, None], precision, np.eye(d)) + RIDGE * np.eye(d)
+        with np.errstate(all="ignore"):  # a non-finite step is caught by `laplace`, image by image
+            move = np.linalg.solve(solvable, np.where(finite[:, None], gradient, 0.0)[..., None])[..., 0]
+        centre = centre + move
+    return laplace(best_mean, best_precision, np.isfinite(best), GaussianProposal.diagonal(q_mean, q_std))
+
+
+RIDGE = 1e-9  # added to J^T J's diagonal: the priors' residuals make it positive definite already
+
+
+def laplace(mean: np.ndarray, precision: np.ndarray, fitted: np.ndarray, fallback: GaussianProposal
+            ) -> GaussianProposal:
+    """Norm[mean, precision^-1] per image; where no probe gave finite terms (`fitted` (N,) False) or that is not a
+    proper Gaussian (an indefinite matrix), the image keeps `fallback`, the encoder's q: the estimate stays
+    valid."""
+    n, d = mean.shape
+    scale_tril = fallback.scale_tril.copy()
+    out_mean = fallback.mean.copy()
+    for i in range(n):
+        if not (fitted[i] and np.all(np.isfinite(mean[i])) and np.all(np.isfinite(precision[i]))):
+            continue
+        try:
+            covariance = np.linalg.inv(precision[i] + RIDGE * np.eye(d))
+            scale_tril[i] = np.linalg.cholesky(0.5 * (covariance + covariance.T))
+            out_mean[i] = mean[i]
+        except np.linalg.LinAlgError:
+            continue
+    return GaussianProposal(out_mean, scale_tril)
