@@ -24,6 +24,6 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$stamp"
 fi
 
-.venv/bin/python -m ruff check training service tests scripts benchmarks
-.venv/bin/python -m mypy service training
+.venv/bin/python -m ruff check training service vae_client tests scripts benchmarks
+.venv/bin/python -m mypy service training vae_client
 .venv/bin/python -m pytest -q "$@"
