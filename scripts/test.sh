@@ -5,11 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: Fashion-MNIST (four IDX files under /usr/share/datasets/fashion-mnist) and
-# docker-compose (the tests check docker-compose.yml with `docker-compose config`; no engine needed).
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || ! command -v docker-compose >/dev/null; then
+# docker-compose (the tests check docker-compose.yml with `docker-compose config`; no engine needed);
+# chromium (the web console's browser test drives /usr/bin/chromium through Playwright, whose own download is
+# not needed).
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || ! command -v docker-compose >/dev/null \
+   || [ ! -x /usr/bin/chromium ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist docker-compose
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist docker-compose chromium
 fi
 
 # One virtual environment; torch first and pinned, so pip takes the CPU build and not a CUDA one. Reinstalled

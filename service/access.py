@@ -4,7 +4,8 @@ Layers, outermost first (`install_access`, called in service/app.py create_app b
 service/middleware.py's, which gives every request its ID and every answer X-Content-Type-Options):
   CORSMiddleware  Starlette's, only with VAE_CORS_ORIGINS: answers preflights before any key is asked for.
   Gate            only with VAE_API_KEYS_FILE or VAE_RATE_LIMIT: 401/403 by API key and role, then 429 by a
-                  token bucket per key (per client address without keys). Health routes pass untouched.
+                  token bucket per key (per client address without keys). Health routes and the static
+                  pages' files (PUBLIC_PATHS, PUBLIC_PREFIXES: the web console, the docs' scripts) pass untouched.
 With keys, limits and CORS off (the defaults) nothing is installed: a request pays nothing here.
 
 The keys (service/api_keys.py): `user` may call every route but /metrics and /admin/...; `admin` may call all of
@@ -31,9 +32,18 @@ log = logging.getLogger("service.access")
 
 # Answered without a key and never rate limited: orchestrators' probes must see the process, not the caller.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
+# Static files that hold no data (service/pages.py): the web console's page, `/` redirecting to it, and the
+# scripts and styles of /docs and /redoc. Public, so a browser can open the console and type its key there; the
+# console's API calls need the key like any client's. /docs, /redoc and /openapi.json themselves still need one.
+PUBLIC_PATHS = frozenset({"/", "/console"})
+PUBLIC_PREFIXES = ("/console/", "/docs-assets/")
 # What a browser page on an allowed origin may send and read (CORS-safelisted headers are always allowed).
 CORS_HEADERS = ["Authorization", "X-API-Key", "X-Request-ID"]
 CORS_EXPOSED = ["X-Request-ID", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"]
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 def needs_admin(path: str) -> bool:
@@ -51,7 +61,7 @@ class Gate:
         self.app, self.metrics, self.keys, self.buckets = app, metrics, keys, buckets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        if scope["type"] == "http" and not is_open(scope["path"]):
             refusal = self.check(scope)
             if refusal is not None:
                 await self.refuse(refusal, scope, receive, send)

@@ -26,7 +26,7 @@ from fastapi.responses import Response
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import admin, v2
+from service import admin, pages, v2
 from service import vae_responses as vae
 from service.access import install_access
 from service.core import Core
@@ -67,13 +67,15 @@ def create_app(settings: Settings | None = None, dependencies: Sequence[params.D
     telemetry: TelemetryConfig | None = (None if settings.opentelemetry else
                                          {"tracing": False, "metrics": False, "logs": False})
     app = FastAPI(title="VAE service", version="0.3.0", description=DESCRIPTION, lifespan=lifespan,
-                  telemetry=telemetry, dependencies=list(dependencies))
+                  telemetry=telemetry, dependencies=list(dependencies),
+                  docs_url=None, redoc_url=None)  # service/pages.py serves both, with local assets
     app.state.core, app.state.api, app.state.on_fatal = core, ApiModels(settings), None
     app.state.reloader = Reloader(core)  # one per app: POST /admin/reload and the watcher share its lock
     add_inference_routes(app, app.state.api, lean=settings.lean_routes)  # first: the router tries routes in order
     app.include_router(vae_router)
     app.include_router(v2.router)
     app.include_router(admin.router)
+    pages.add_pages(app)  # /console, / and /docs, /redoc: static pages that work offline
     install_error_handlers(app)
     install_access(app, settings)  # CORS, keys and limits, before any work
     app.add_middleware(HttpMiddleware, core=core)  # added last, so outermost: every answer, refusals too, passes it
