@@ -1,4 +1,4 @@
-"""`python -m service [--host H] [--port P] [--model-dir DIR]` (or `vae-service`): serve the models.
+"""`python -m service [--host H] [--port P] [--model-dir DIR] [--workers N]` (or `vae-service`): serve the models.
 
 Every setting also comes from VAE_* environment variables (service/settings.py); flags win.
 `--check` loads every model folder, prints its model card and exits (0 if at least one loads).
@@ -22,9 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="interface to listen on (VAE_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (VAE_PORT, default 8000)")
     parser.add_argument("--model-dir", type=Path, help="folder of model folders (VAE_MODEL_DIR, default models)")
+    parser.add_argument("--workers", type=int, help="server processes sharing the port (VAE_WORKERS, default 1)")
     parser.add_argument("--check", action="store_true", help="print the model cards and exit")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in {"host": args.host, "port": args.port, "model_dir": args.model_dir}.items()
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port, "model_dir": args.model_dir,
+                                                  "workers": args.workers}.items()
                  if v is not None}
     try:
         settings = Settings(**overrides)
@@ -37,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if args.check else 1
     if args.check:
         return check(settings)
+
+    if settings.workers > 1:
+        from service.workers import serve
+
+        return serve(settings)  # uvicorn's supervisor and N copies of the server below
 
     from service.server import create_server
 

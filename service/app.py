@@ -48,8 +48,11 @@ DESCRIPTION = (
     "Inference Protocol v2 under /v2 (the KServe and Triton REST API; errors {\"error\": message}).")
 
 
-def create_app(settings: Settings | None = None, dependencies: Sequence[params.Depends] = ()) -> FastAPI:
-    """The app; `dependencies` run for every route (FastAPI's app-level dependencies), inference routes included."""
+def create_app(settings: Settings | None = None, dependencies: Sequence[params.Depends] = (),
+               wait_for_models: bool = False) -> FastAPI:
+    """The app; `dependencies` run for every route (FastAPI's app-level dependencies), inference routes included.
+    `wait_for_models`: start-up ends only once the models are loaded, and fails (StartupError) if they cannot be,
+    for hosts that route to an app as soon as its start-up is done (Ray Serve: deploy/ray/app.py)."""
     settings = settings or Settings()
     core = Core(settings)
 
@@ -58,6 +61,10 @@ def create_app(settings: Settings | None = None, dependencies: Sequence[params.D
         check_configuration(settings)  # StartupError: the server does not start, with this message
         tune_interpreter(settings)
         loader = asyncio.create_task(load(core, app))
+        if wait_for_models:
+            await asyncio.wait([loader])
+            if core.startup_error is not None:
+                raise StartupError(core.startup_error)
         watcher = asyncio.create_task(app.state.reloader.watch(settings.reload_interval_s))  # returns at once for 0
         yield
         watcher.cancel()

@@ -64,7 +64,7 @@ class Batcher:
         self.queue_seconds = metrics.queue_seconds.labels(model, graph)
         self.batch_rows = metrics.batch_rows.labels(model, graph)
         # read when /metrics is scraped: no work per request
-        metrics.queued_rows.labels(model, graph).set_function(lambda: self.waiting_rows)
+        metrics.sample(metrics.queued_rows.labels(model, graph), lambda: self.waiting_rows)
         self.queue_full = metrics.rejected.labels("queue_full")
         self.name, self.model = f"vae-{graph}", model
 

@@ -36,6 +36,7 @@ from service.offload import Workers, small_inputs, small_outputs, small_work
 from service.registry import Registry, StartupError, load_registry
 from service.runtime import settle_interpreter
 from service.settings import Settings
+from service.worker_group import WorkerGroup
 
 log = logging.getLogger("service")
 MAX_SEED = 2**53 - 1  # seeds stay exact in JSON everywhere (JavaScript's largest safe integer)
@@ -89,6 +90,7 @@ class Core:
         # Set at SIGTERM (service/server.py): /readyz and new requests answer 503 while in-flight ones finish.
         self.draining = False
         self.loglik_gates: dict[str, WorkGate] = {}  # model name -> admission of its /loglik work
+        self.group: WorkerGroup | None = None  # the other server processes, under --workers (service/workers.py)
 
     # --- life cycle ------------------------------------------------------------------------------------------
 
@@ -101,10 +103,14 @@ class Core:
             self.startup_error = str(exc)
             raise
         settle_interpreter()
+        if self.group is not None:
+            self.group.mark_ready()
         log.info("ready in %.2f s: models %s (default %s)", time.perf_counter() - started,
                  sorted(self.registry.models), self.registry.default)
 
     def close(self) -> None:
+        if self.group is not None:
+            self.group.leave()
         if self.registry is not None:
             self.registry.close()
         self.workers.close()
@@ -121,6 +127,15 @@ class Core:
         if self.registry is None:
             raise Unavailable(None, "models are still loading")
         return self.registry
+
+    def ready_to_serve(self) -> Registry:
+        """What the readiness probes ask: this process's models, every worker's under --workers, no drain."""
+        registry = self.ready()
+        if self.draining:
+            raise Unavailable(None, "shutting down")
+        if self.group is not None and (loaded := self.group.ready_count()) < self.group.size:
+            raise Unavailable(None, f"workers are still loading: {loaded} of {self.group.size} ready")
+        return registry
 
     def model(self, name: str | None) -> ServedModel:
         """The named model, or the default one."""

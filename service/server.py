@@ -325,27 +325,33 @@ def create_server(settings: Settings) -> Server:
     """The app and the uvicorn server that serves it, with the limits of `settings`."""
     app = create_app(settings)
     core: Core = app.state.core
-    proxies = settings.forwarded_allow_ips.strip()
-    # uvloop and httptools (C event loop and HTTP parser) rather than asyncio's and h11's: see
-    # docs/performance.md, "Why this server stack".
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop="uvloop",
-        ws="none",  # no WebSocket routes; an upgrade would also leave the protocol's limits behind
-        http=protocol_class(Guard(settings, core.metrics.rejected)),
-        log_config=log_config(settings), log_level=settings.log_level, access_log=settings.access_log,
-        server_header=False, date_header=True,
-        # uvicorn trusts X-Forwarded-* from 127.0.0.1 unless told otherwise: here only from the named proxies.
-        proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None,
-        # uvicorn annotates these int, but hands them to loop.call_later and asyncio.timeout, which take floats.
-        timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]
-        timeout_graceful_shutdown=settings.shutdown_timeout_s)  # type: ignore[arg-type]
+    config = uvicorn.Config(app, http=protocol_class(Guard(settings, core.metrics.rejected)),
+                            **uvicorn_options(settings))
     server = Server(config, core)
     app.state.on_fatal = server.stop
     watch(core, server.server_state)
     return server
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn.Config's options besides the app and the protocol, for one process or several (service/workers.py)."""
+    proxies = settings.forwarded_allow_ips.strip()
+    return dict(
+        host=settings.host, port=settings.port,
+        # uvloop and httptools (C event loop and HTTP parser) rather than asyncio's and h11's: see
+        # docs/performance.md, "Why this server stack".
+        loop="uvloop",
+        ws="none",  # no WebSocket routes; an upgrade would also leave the protocol's limits behind
+        log_config=log_config(settings), log_level=settings.log_level, access_log=settings.access_log,
+        server_header=False, date_header=True,
+        # uvicorn trusts X-Forwarded-* from 127.0.0.1 unless told otherwise: here only from the named proxies.
+        proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None,
+        # uvicorn annotates these int, but hands them to loop.call_later and asyncio.timeout, which take floats.
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s)
+
+
 def watch(core: Core, state: ServerState) -> None:
     """The connection and request gauges read uvicorn's own sets when scraped: no work per request."""
-    core.metrics.open_connections.set_function(lambda: len(state.connections))
-    core.metrics.in_progress.set_function(lambda: len(state.tasks))
+    core.metrics.sample(core.metrics.open_connections, lambda: len(state.connections))
+    core.metrics.sample(core.metrics.in_progress, lambda: len(state.tasks))

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
                                 "(inference batches run on one thread per model graph)")
     image_threads: int = Field(1, ge=1, description="threads for image decoding and encoding too large to run "
                                "inline (mostly Python work under the GIL: more threads contend for it)")
+    workers: int = Field(1, ge=1, le=64, description="server processes sharing the port (service/workers.py); "
+                         "each loads the models, and with workers > 1 and intra_op_threads 0 each gets cores / "
+                         "workers onnxruntime threads")
     log_level: str = "info"
     # One log line per request costs the event loop measurably (docs/performance.md); the Prometheus metrics
     # already count every request by endpoint, model and status. True: uvicorn's access log.

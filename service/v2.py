@@ -222,8 +222,8 @@ async def live() -> Live:
 
 @router.get("/health/ready", responses=ERRORS)
 async def ready(core: CoreDep) -> ServerReady:
-    """Every model is loaded (503 before)."""
-    core.ready()
+    """Every model is loaded (503 before, and from SIGTERM on)."""
+    core.ready_to_serve()
     return ServerReady(ready=True)
 
 

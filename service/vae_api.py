@@ -15,12 +15,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from service import vae_responses as render
 from service.core import MAX_SEED, Images
 from service.deps import CoreDep
-from service.errors import NotFound, Unavailable
+from service.errors import NotFound
 from service.options import (
     DecodeOptions,
     EncodeOptions,
@@ -98,9 +98,7 @@ async def healthz() -> Health:
 @router.get("/readyz", tags=["health"], responses=responses(503, public=True))
 async def readyz(core: CoreDep) -> Ready:
     """Ready once every model folder is loaded (503 before, and from SIGTERM on)."""
-    registry = core.ready()
-    if core.draining:
-        raise Unavailable(None, "shutting down")
+    registry = core.ready_to_serve()
     return Ready(status="ready", models=sorted(registry.models), default=registry.default)
 
 
@@ -110,7 +108,7 @@ PROMETHEUS_TEXT = {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"t
 @router.get("/metrics", tags=["health"], response_class=Response, responses=responses() | {200: PROMETHEUS_TEXT})
 async def metrics(core: CoreDep) -> Response:
     """Prometheus text: requests, latencies, errors, inference time, batching, images processed."""
-    return Response(generate_latest(core.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(core.metrics.exposition(), media_type=core.metrics.content_type)
 
 
 @router.get("/models", tags=["models"], responses=responses(503))
