@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -170,7 +171,8 @@ def cmd_train(args: argparse.Namespace) -> Path:
     from training.trainer import train
 
     ckpt = train(_run_config(args), resume=getattr(args, "resume", False), stop_after=getattr(args, "stop_after", None))
-    print(f"checkpoint: {ckpt}")
+    if os.environ.get("RANK", "0") == "0":  # torchrun's rank of this process (the group has ended by now)
+        print(f"checkpoint: {ckpt}")
     return ckpt
 
 
@@ -224,8 +226,21 @@ def cmd_export(args: argparse.Namespace, checkpoint: Path, eval_path: Path | Non
     return folder
 
 
+def _one_process_only(command: str) -> None:
+    """Refuse a command other than `train` under torchrun: every rank would run all of it and write the same files."""
+    from training.distributed import launched
+
+    if launched():
+        raise ValueError(f"only the train command runs under torchrun; run {command} as one process")
+
+
 def _forward(command: str, argv: list[str]) -> int:
     """Run a command that parses its own flags (FORWARDED); only its module is imported (it needs torch)."""
+    try:
+        _one_process_only(command)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if command == "disentangle":
         from training import disentangle
 
@@ -241,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         return _forward(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     try:
+        if args.command != "train":
+            _one_process_only(args.command)
         if args.command == "train":
             cmd_train(args)
         elif args.command == "evaluate":

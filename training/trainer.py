@@ -9,6 +9,8 @@ Data stay in memory as uint8 tensors; batches are index slices, so an epoch cost
 (benchmarks/training.py compares this loop with the usual per-sample DataLoader loop).
 One seeded generator drives data order and dequantization noise, the global torch RNG the
 reparameterization noise; both states go into the checkpoint, so a resumed run continues exactly.
+Under torchrun every rank runs `train` on its rows of each global batch, through DistributedDataParallel, and rank 0
+alone evaluates and writes (training/distributed.py: how the split keeps it the same run as one process's).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from training import distributed
 from training.checkpoint import Checkpoint, DataInfo, load_checkpoint, save_checkpoint
 from training.config import RunConfig, TrainConfig
 from training.data import ImageData, load_dataset, pixel_mode, to_unit
@@ -66,23 +69,27 @@ def objective(model: LatentModel, x: torch.Tensor, beta: float, tc: TrainConfig 
 
 
 def train_step(model: LatentModel, optimizer: torch.optim.Optimizer, x: torch.Tensor, beta: float,
-               grad_clip: float, tc: TrainConfig | None = None, dataset_size: int = 1) -> dict[str, float] | None:
+               grad_clip: float, tc: TrainConfig | None = None, dataset_size: int = 1,
+               ddp: torch.nn.Module | None = None) -> dict[str, float] | None:
     """One Adam step on minus the training objective (see `objective`) of batch x (B, C, H, W).
 
-    Returns the batch means (loss, elbo, reconstruction, kl), or None when the loss or the gradient
-    norm is not finite: then the parameters are left as they were (the step is skipped).
+    ddp: under torchrun, model's objective in DistributedDataParallel (`distributed.wrap`): x is the global batch,
+    this rank's rows of it go through ddp, and DDP averages the ranks' gradients.
+
+    Returns the means (loss, elbo, reconstruction, kl) over this process's images, or None when the loss (on any
+    rank) or the gradient norm is not finite: then the parameters are left as they were (the step is skipped).
     """
-    parts = objective(model, x, beta, tc, dataset_size)
-    loss = parts.loss
+    parts, share = (objective(model, x, beta, tc, dataset_size), 1.0) if ddp is None else ddp(x, beta, tc, dataset_size)
+    loss = parts.loss if share == 1.0 else parts.loss * share  # unequal parts: distributed.Rows.share
     optimizer.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):
+    if not distributed.all_true(torch.isfinite(loss)):
         return None
     loss.backward()
     if not clipped_step(optimizer, grad_clip):
         optimizer.zero_grad(set_to_none=True)  # clip_grad_norm_ scaled them by the bad norm's coefficient
         return None
     means = {key: float(getattr(parts, key).detach().mean()) for key in ("elbo", "reconstruction", "kl")}
-    return {"loss": loss.item(), **means}
+    return {"loss": parts.loss.item(), **means}
 
 
 def clipped_step(optimizer: torch.optim.Optimizer, max_norm: float) -> bool:
@@ -121,6 +128,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     data_gen: torch.Generator  # data order and dequantization noise (the global RNG: reparameterization)
     state: TrainState = field(default_factory=TrainState)
+    ddp: torch.nn.Module | None = None  # under torchrun, the model's objective in DDP (distributed.wrap)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -150,43 +158,63 @@ class EpochSums:
         for key, value in means.items():
             self.totals[key] += value * batch_size
 
+    def over_ranks(self) -> EpochSums:
+        """The sums of every rank (the seconds this one's); the same sums in one process."""
+        *totals, images = distributed.sum_over_ranks([*self.totals.values(), self.images])
+        return EpochSums(dict(zip(self.totals, totals, strict=True)), int(images), self.seconds)
+
 
 def train(cfg: RunConfig, resume: bool = False, stop_after: int | None = None) -> Path:
     """Train (or resume) the run described by cfg; returns the checkpoint path.
 
     stop_after: end this invocation after that many epochs in all (the schedule still spans
     cfg.train.epochs), e.g. to split a long run across sessions with --resume.
+    Under torchrun every rank calls it, in a process group for the run (training/distributed.py).
     """
-    run = set_up(cfg, resume)
-    last_epoch = cfg.train.epochs if stop_after is None else min(cfg.train.epochs, stop_after)
+    with distributed.session():
+        run = set_up(cfg, resume)
+        fit(run, stop_after)
+    return run.checkpoint_path
+
+
+def fit(run: Run, stop_after: int | None = None) -> None:
+    """The run's epochs from its state on, to stop_after epochs in all (None: every epoch of the config); rank 0
+    alone evaluates and records each."""
+    tc = run.cfg.train
+    last_epoch = tc.epochs if stop_after is None else min(tc.epochs, stop_after)
     for epoch in range(run.state.epoch, last_epoch):
         sums = run_epoch(run, epoch)
-        end_epoch(run, epoch_row(run, epoch, sums))
-    return run.checkpoint_path
+        if distributed.is_main():
+            end_epoch(run, epoch_row(run, epoch, sums))
 
 
 def set_up(cfg: RunConfig, resume: bool = False) -> Run:
     """The run folder, both data splits, the model and its optimizer: initialised from cfg.train.seed, or, with
-    resume, as the run folder's checkpoint left them (RNG states included)."""
+    resume, as the run folder's checkpoint left them (RNG states included). Under torchrun, on every rank: the
+    same model, the CPU threads of train.threads shared out, and the model's objective in DDP."""
     tc = cfg.train
     out = Path(tc.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+    threads = distributed.threads_per_process(tc.threads)
+    if threads:
+        torch.set_num_threads(threads)
     train_data = load_dataset(cfg.data, "train")
+    distributed.check_batch(tc.batch_size, len(train_data))
     test_data = load_dataset(cfg.data, "test")
     info = DataInfo.from_data(train_data, test_data, pixel_mode(cfg.data, cfg.model.likelihood))
 
     # The seeds come first: the model's initial weights are the global RNG's first draws.
     torch.manual_seed(tc.seed)
     data_gen = torch.Generator().manual_seed(tc.seed + 1)
-    model = build_model(cfg.model, info.shape, info.levels)
+    model = build_model(cfg.model, info.shape, info.levels).to(distributed.device())
     # fused: one pass over each parameter per step instead of a kernel per Adam operation (on CPU the default
     # implementation is a loop of them), the same update.
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
     run = Run(cfg, out, train_data, test_data, info, model, optimizer, data_gen)
     if resume:
         restore(run)
+    run.ddp = distributed.wrap(model, objective)
     return run
 
 
@@ -207,34 +235,37 @@ def restore(run: Run) -> None:
 
 
 def run_epoch(run: Run, epoch: int) -> EpochSums:
-    """One pass over the training split in a fresh order: a scheduled step per batch (run.state counts them)."""
+    """One pass over the training split in a fresh order: a scheduled step per batch (run.state counts them).
+    Returns the epoch's sums over every rank."""
     tc, state, data = run.cfg.train, run.state, run.train_data
     started = time.perf_counter()
     sums = EpochSums()
     order = torch.randperm(len(data), generator=run.data_gen)
-    bar = tqdm(range(run.steps_per_epoch), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not tc.progress,
-               leave=False)
+    bar = tqdm(range(run.steps_per_epoch), desc=f"epoch {epoch + 1}/{tc.epochs}",
+               disable=not (tc.progress and distributed.is_main()), leave=False)
     for i in bar:
         idx = order[i * tc.batch_size : (i + 1) * tc.batch_size]
-        x = to_unit(data.images[idx], data.levels, run.info.pixel_mode, run.data_gen)  # (B, C, H, W)
+        # (B, C, H, W): the whole global batch on every rank, so that its noise is the one process's
+        x = to_unit(data.images[idx], data.levels, run.info.pixel_mode, run.data_gen)
         for group in run.optimizer.param_groups:
             group["lr"] = learning_rate(state.step, run.total_steps, tc)
-        means = train_step(run.model, run.optimizer, x, kl_weight(state.step, tc), tc.grad_clip, tc, len(data))
+        means = train_step(run.model, run.optimizer, x, kl_weight(state.step, tc), tc.grad_clip, tc, len(data),
+                           run.ddp)
         state.step += 1
         if means is None:
             state.skipped_steps += 1
             continue
-        sums.add(means, len(x))
+        sums.add(means, distributed.rows(len(x)).size)  # this process's images of the batch
         bar.set_postfix(loss=f"{means['loss']:.2f}", refresh=False)  # drawn at tqdm's own pace, not every step
     sums.seconds = time.perf_counter() - started
-    return sums
+    return sums.over_ranks()
 
 
 def epoch_row(run: Run, epoch: int, sums: EpochSums) -> dict[str, Any]:
     """The metrics row of an epoch: its training means, the test ELBO (fixed noise, so epochs compare like for
     like), the last step's learning rate, sigma, skipped steps and speed."""
     tc, state = run.cfg.train, run.state
-    test = evaluate_elbo(run.model, run.test_data, run.info.pixel_mode, seed=tc.seed)
+    test = evaluate_elbo(distributed.on_cpu(run.model), run.test_data, run.info.pixel_mode, seed=tc.seed)
     row: dict[str, Any] = {"epoch": epoch + 1, "step": state.step,
                            "lr": learning_rate(state.step - 1, run.total_steps, tc)}
     for key, total in sums.totals.items():
