@@ -5,7 +5,7 @@
 
 Each round starts each set-up in turn (one at a time: they share the machine with wrk) and runs every scenario
 against it; the table gives the median over rounds, so drift hits all alike. Writes benchmarks/results/scale.json
-and prints a markdown table (docs/deploy.md and docs/performance.md quote it).
+and scale.md, and prints the markdown table (docs/deploy.md and docs/performance.md quote it).
 """
 
 from __future__ import annotations
@@ -108,6 +108,7 @@ def main() -> None:
                "rounds": args.rounds, "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (args.out / "scale.md").write_text(to_markdown(summary) + "\n")
     print(to_markdown(summary))
 
 

@@ -23,7 +23,8 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   python3 -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q torch==2.13.0
+  # TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cpu) where pip's own index would give the CUDA build.
+  .venv/bin/python -m pip install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
   .venv/bin/python -m pip install -q -e '.[train,dev,ray]'
   echo "$want" > "$stamp"
 fi
