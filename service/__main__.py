@@ -25,9 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="server processes sharing the port (VAE_WORKERS, default 1)")
     parser.add_argument("--check", action="store_true", help="print the model cards and exit")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in {"host": args.host, "port": args.port, "model_dir": args.model_dir,
-                                                  "workers": args.workers}.items()
-                 if v is not None}
+    flags = {"host": args.host, "port": args.port, "model_dir": args.model_dir, "workers": args.workers}
+    overrides = {k: v for k, v in flags.items() if v is not None}
     try:
         settings = Settings(**overrides)
         check_configuration(settings)  # a model directory that exists, providers on offer

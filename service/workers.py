@@ -16,6 +16,7 @@ service/metrics.py). Not shared: rate limits and /loglik's admission are per wor
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import tempfile
@@ -72,7 +73,9 @@ def worker_app() -> FastAPI:
     core.metrics.sample(core.metrics.in_progress, lambda: len(s.tasks) if (s := state()) else 0)
     # A start-up that cannot serve (e.g. CUDA asked for but unavailable) would fail again in every restarted
     # worker: this exit status tells the supervisor to stop them all (python -m service then exits 1).
-    app.state.on_fatal = lambda: os._exit(STARTUP_FAILURE)
+    # os._exit (documented in the os module, not private) ends the worker at once: sys.exit from the loading task
+    # would unwind through asyncio and uvicorn with three tracebacks for one logged cause.
+    app.state.on_fatal = functools.partial(os._exit, STARTUP_FAILURE)
     return app
 
 

@@ -4,8 +4,11 @@ SIGTERM drains every worker and ends the parent with status 0."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +21,7 @@ from service.core import Core
 from service.errors import Unavailable
 from service.settings import Settings
 from service.worker_group import WorkerGroup
-from tests.service.conftest import ROOT, server_process
+from tests.service.conftest import ROOT, free_port, server_process
 from tests.service.test_shutdown import connect, loglik_request, read_replies, refused
 
 EXAMPLE_PNG = (ROOT / "docs" / "example-ankle-boot.png").read_bytes()
@@ -108,3 +111,14 @@ def test_readiness_waits_for_every_live_worker(tmp_path):
     assert group.ready_count() == 0
     core.registry = None
     core.close()
+
+
+def test_a_start_up_that_cannot_serve_stops_every_worker(models):
+    """Every restarted worker would fail the same way: the supervisor stops them all and the parent exits 1."""
+    env = {**os.environ, "VAE_DEFAULT_MODEL": "nope", "VAE_PROVIDERS": "CPUExecutionProvider",
+           "VAE_LOG_LEVEL": "warning"}
+    done = subprocess.run([sys.executable, "-m", "service", "--workers", "2", "--port", str(free_port()),
+                           "--model-dir", str(models)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "VAE_DEFAULT_MODEL='nope' is not among the loaded models" in done.stderr
+    assert "Traceback" not in done.stderr
